@@ -1,13 +1,30 @@
-"""The search-space contract and its registry.
+"""The search-space contract, its registry, and the checks every space's ``validate`` shares.
 
 A space is a small object, registered by name, that Optuna can sample (``suggest``), that checks
 configs from files or the command line (``validate``), and that builds a Flax module (``build``).
+
+Conventions every space follows:
+
+- ``suggest(trial)`` is define-by-run: per-layer choices are drawn only for the layers that exist
+  (``heads_0`` .. ``heads_{depth-1}``), as in Optuna's own examples. Samplers that need a fixed
+  search space (CMA-ES, GP, QMC) sample the parameters common to all trials jointly and fall back to
+  independent sampling for the conditional ones, which Optuna does automatically.
+- ``validate`` accepts either the config ``suggest`` returned or the flat ``trial.params`` of the
+  trial that drew it (``space.validate(study.best_params)`` works), and returns the same normalized
+  config for both.
+- ``build`` returns a ``flax.linen.Module`` whose ``__call__(x, train=False)`` maps
+  ``x: (N, H, W, C)`` to logits ``(N, num_classes)``. With ``train=False`` BatchNorm uses its
+  running statistics (at initialization: mean 0, variance 1), so each example's output depends on
+  that example alone, which is what a per-example NTK needs. With ``train=True`` BatchNorm uses the
+  statistics of the batch (as TE-NAS does) and the caller passes ``mutable=["batch_stats"]``.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+import numbers
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, ClassVar
 
 Config = dict[str, Any]
@@ -27,7 +44,7 @@ class SearchSpace(abc.ABC):
 
     name: ClassVar[str]
     default_num_classes: ClassVar[int]
-    default_input_shape: ClassVar[tuple[int, ...]]
+    default_input_shape: ClassVar[tuple[int, int, int]]
     size: ClassVar[int | None] = None
 
     @abc.abstractmethod
@@ -36,7 +53,7 @@ class SearchSpace(abc.ABC):
 
     @abc.abstractmethod
     def validate(self, config: Config) -> Config:
-        """Returns the config (normalized); raises ValueError naming field, value, allowed values."""
+        """The normalized config; ValueError names the bad field, its value, the allowed values."""
 
     @abc.abstractmethod
     def build(self, config: Config, num_classes: int | None = None, input_shape=None):
@@ -47,7 +64,32 @@ class SearchSpace(abc.ABC):
         """A short one-line description for leaderboards."""
 
     def enumerate(self) -> Iterator[Config]:
+        """Every config of a finite space, in a fixed order."""
         raise TypeError(f"space {self.name!r} is infinite and cannot be enumerated")
+
+    def resolve_io(
+        self, num_classes: int | None = None, input_shape: Sequence[int] | None = None
+    ) -> tuple[int, tuple[int, int, int]]:
+        """Fills in the space's defaults and checks ``num_classes`` and ``input_shape``.
+
+        Returns:
+          ``(num_classes, (H, W, C))``.
+
+        Raises:
+          ValueError: a non-positive class count or a shape that is not three positive ints.
+        """
+        if num_classes is None:
+            num_classes = self.default_num_classes
+        if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
+            raise ValueError(f"num_classes={num_classes!r} must be a positive int")
+        if num_classes < 1:
+            raise ValueError(f"num_classes={num_classes!r} must be a positive int")
+        shape = self.default_input_shape if input_shape is None else tuple(input_shape)
+        if len(shape) != 3 or not all(
+            isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > 0 for d in shape
+        ):
+            raise ValueError(f"input_shape={input_shape!r} must be (H, W, C) with positive ints")
+        return int(num_classes), tuple(int(d) for d in shape)
 
 
 def register(cls: type[SearchSpace]) -> type[SearchSpace]:
@@ -59,13 +101,120 @@ def register(cls: type[SearchSpace]) -> type[SearchSpace]:
 
 
 def list_spaces() -> list[str]:
+    """The names of all registered spaces, sorted."""
     return sorted(_REGISTRY)
 
 
 def get_space(name: str) -> SearchSpace:
+    """A fresh instance of the space registered as ``name``.
+
+    Raises:
+      ValueError: ``name`` is not registered; the message lists the known names.
+    """
     try:
         return _REGISTRY[name]()
     except KeyError:
         raise ValueError(
             f"unknown search space {name!r}; known spaces: {', '.join(list_spaces())}"
         ) from None
+
+
+# --- checks shared by every space's ``validate`` -------------------------------------------------
+
+
+def check_mapping(space: str, config: Any) -> dict[str, Any]:
+    """A shallow copy of ``config``; raises TypeError when it is not a mapping."""
+    if not hasattr(config, "keys"):
+        raise TypeError(f"{space}: a config is a dict, got {type(config).__name__}")
+    return dict(config)
+
+
+def check_fields(
+    space: str, config: dict[str, Any], required: Iterable[str], optional: Iterable[str] = ()
+) -> None:
+    """Raises ValueError naming missing and unknown fields, and the allowed ones."""
+    required, optional = list(required), list(optional)
+    missing = [f for f in required if f not in config]
+    unknown = sorted(f for f in config if f not in required and f not in optional)
+    if missing or unknown:
+        parts = []
+        if missing:
+            parts.append(f"missing field(s) {missing}")
+        if unknown:
+            parts.append(f"unknown field(s) {unknown}")
+        allowed = required + [f"{f} (optional)" for f in optional]
+        raise ValueError(f"{space}: {'; '.join(parts)}; fields are {allowed}")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def check_choice(field: str, value: Any, allowed: Sequence[Any]) -> Any:
+    """The element of ``allowed`` equal to ``value`` (so 4 and 4.0 both give the canonical one).
+
+    Raises:
+      ValueError: naming the field, the value and the allowed values.
+    """
+    for a in allowed:
+        if isinstance(a, str):
+            if isinstance(value, str) and value == a:
+                return a
+        elif _is_number(value) and value == a:
+            return a
+    raise ValueError(f"{field}={value!r} is not allowed; allowed values: {list(allowed)}")
+
+
+def check_int(field: str, value: Any, low: int, high: int) -> int:
+    """``value`` as an int in ``[low, high]``; ValueError naming the field, value and range."""
+    if not _is_number(value) or int(value) != value or not low <= value <= high:
+        raise ValueError(f"{field}={value!r} is not allowed; allowed values: ints {low}..{high}")
+    return int(value)
+
+
+def check_list(field: str, value: Any, length: int, length_field: str) -> list[Any]:
+    """``value`` as a list of ``length`` items; ValueError when it is not one."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise ValueError(f"{field}={value!r} must be a list of {length} values ({length_field})")
+    if len(value) != length:
+        raise ValueError(
+            f"{field} has {len(value)} entries but {length_field}={length}; "
+            f"give one value per layer"
+        )
+    return list(value)
+
+
+def gather_layers(config: dict[str, Any], prefixes: Iterable[str]) -> dict[str, Any]:
+    """Turns flat per-layer keys (``heads_0``, ``heads_1``, ..) into lists (``heads``).
+
+    This is how ``trial.params`` (flat, as Optuna stores them) become a config. A config that has
+    both the list and a flat key for the same prefix is ambiguous and rejected.
+    """
+    out = dict(config)
+    for prefix in prefixes:
+        pattern = re.compile(rf"^{re.escape(prefix)}_(\d+)$")
+        flat = {int(m.group(1)): k for k in config if (m := pattern.match(k))}
+        if not flat:
+            continue
+        if prefix in config:
+            raise ValueError(f"give {prefix!r} either as a list or as {prefix}_0.., not both")
+        indices = sorted(flat)
+        if indices != list(range(len(indices))):
+            raise ValueError(f"{prefix}_i keys must be numbered 0..n-1 without gaps, got {indices}")
+        out[prefix] = [out.pop(flat[i]) for i in indices]
+    return out
+
+
+def run_length(values: Sequence[Any]) -> str:
+    """A compact form of a per-layer list: ``[6, 6, 6, 7]`` -> ``"6x3,7"``."""
+    groups: list[list[Any]] = []
+    for v in values:
+        if groups and groups[-1][0] == v:
+            groups[-1][1] += 1
+        else:
+            groups.append([v, 1])
+
+    def fmt(v):
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
+    return ",".join(fmt(v) if n == 1 else f"{fmt(v)}x{n}" for v, n in groups)

@@ -1,0 +1,98 @@
+"""Deep fully connected networks: depth, width and activation (the paper's Figure 1 family).
+
+The input is flattened, passes ``depth`` hidden Dense layers of ``width`` units with the activation,
+then a linear readout. Weights are normal with variance ``gain / fan_in`` (gain 2 for ReLU-like
+activations, 1 for bounded ones), so the signal neither dies nor blows up with depth; biases are 0.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from ._base import (
+    Config,
+    SearchSpace,
+    check_choice,
+    check_fields,
+    check_int,
+    check_mapping,
+    register,
+)
+
+MIN_DEPTH, MAX_DEPTH = 1, 10
+WIDTHS = (64, 128, 256, 512, 1024, 2048)
+# name -> (function, variance gain of the weights feeding it)
+ACTIVATIONS: dict[str, tuple[Callable[[jax.Array], jax.Array], float]] = {
+    "relu": (nn.relu, 2.0),
+    "gelu": (lambda x: nn.gelu(x, approximate=False), 2.0),
+    "swish": (nn.swish, 2.0),
+    "tanh": (jnp.tanh, 1.0),
+    "erf": (jax.scipy.special.erf, 1.0),
+    "sigmoid": (nn.sigmoid, 1.0),
+}
+_FIELDS = ("depth", "width", "activation")
+
+
+class MLP(nn.Module):
+    depth: int
+    width: int
+    activation: str
+    num_classes: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        del train  # no BatchNorm, no dropout
+        act, gain = ACTIVATIONS[self.activation]
+        x = x.reshape(x.shape[0], -1)  # (N, H*W*C)
+        hidden_init = nn.initializers.variance_scaling(gain, "fan_in", "normal")
+        first_init = nn.initializers.variance_scaling(1.0, "fan_in", "normal")
+        for i in range(self.depth):
+            init = first_init if i == 0 else hidden_init
+            x = act(nn.Dense(self.width, kernel_init=init, name=f"dense_{i}")(x))
+        readout_init = nn.initializers.variance_scaling(gain, "fan_in", "normal")
+        return nn.Dense(self.num_classes, kernel_init=readout_init, name="readout")(x)
+
+
+@register
+class MLPSpace(SearchSpace):
+    """Depth 1..10, width 64..2048, activation relu/gelu/swish/tanh/erf/sigmoid."""
+
+    name = "mlp"
+    default_num_classes = 10
+    default_input_shape = (32, 32, 3)
+    size = (MAX_DEPTH - MIN_DEPTH + 1) * len(WIDTHS) * len(ACTIVATIONS)
+
+    def suggest(self, trial) -> Config:
+        return {
+            "depth": trial.suggest_int("depth", MIN_DEPTH, MAX_DEPTH),
+            "width": trial.suggest_categorical("width", list(WIDTHS)),
+            "activation": trial.suggest_categorical("activation", list(ACTIVATIONS)),
+        }
+
+    def validate(self, config: Config) -> Config:
+        config = check_mapping(self.name, config)
+        check_fields(self.name, config, _FIELDS)
+        return {
+            "depth": check_int("depth", config["depth"], MIN_DEPTH, MAX_DEPTH),
+            "width": check_choice("width", config["width"], WIDTHS),
+            "activation": check_choice("activation", config["activation"], list(ACTIVATIONS)),
+        }
+
+    def build(self, config: Config, num_classes: int | None = None, input_shape=None):
+        config = self.validate(config)
+        num_classes, _ = self.resolve_io(num_classes, input_shape)
+        return MLP(**config, num_classes=num_classes)
+
+    def describe(self, config: Config) -> str:
+        c = self.validate(config)
+        return f"{c['depth']}x{c['width']} {c['activation']}"
+
+    def enumerate(self) -> Iterator[Config]:
+        depths = range(MIN_DEPTH, MAX_DEPTH + 1)
+        for values in itertools.product(depths, WIDTHS, ACTIVATIONS):
+            yield dict(zip(_FIELDS, values, strict=True))
