@@ -1,0 +1,150 @@
+"""The four-factor contraction of eq. (13), one einsum per pair of terms sharing a parameter.
+
+``Θ += (∂f̃1/∂y1) (∂y1/∂θ) (∂y2/∂θ)ᵀ (∂f̃2/∂y2)ᵀ`` for every pair (k1, k2) of terms that consume
+the same parameter leaf (all pairs: weight sharing). The structure's ids become einsum symbols:
+θ's ids are shared by the two sides, every other id is side-specific, and opt_einsum picks the
+contraction order for cost. Pairs whose θ views differ (a weight used both as W and as reshape(W))
+are contracted in parameter space instead (their weight-space cotangents are formed: rare, right).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from ._interpreter import SideMeta, TermMeta
+from ._structure import symbol
+
+_FIRST_ID_SYMBOL = 200  # structure ids use symbols from here on; output axes use ASCII letters
+
+
+class _Symbols:
+    """Maps (side, local id) and θ positions to distinct einsum symbols."""
+
+    def __init__(self):
+        self._next = _FIRST_ID_SYMBOL
+        self._table: dict = {}
+
+    def __call__(self, key) -> str:
+        if key not in self._table:
+            self._table[key] = symbol(self._next)
+            self._next += 1
+        return self._table[key]
+
+
+def _optimize(n_operands: int) -> str:
+    return "optimal" if n_operands <= 6 else "dp"
+
+
+def _side_operands(side, term: TermMeta, ct, factors, out_letters, batch, sym, shared_t):
+    """Einsum operands and subscripts of one side of a pair.
+
+    ``shared_t``: map θ position -> symbol (shared with the other side), or None to give θ's
+    ids side-specific symbols (for contraction to parameter space).
+    """
+    s = term.structure
+
+    def name(i):
+        if shared_t is not None and i in s.t_ids:
+            return shared_t[s.t_ids.index(i)]
+        return sym((side, i))
+
+    lead = out_letters
+    ct = ct.reshape(ct.shape[: len(lead)] + (s.y_shape or ct.shape[len(lead) :]))
+    subs = [lead + "".join(name(i) for i in s.y_ids)]
+    ops = [ct]
+    for arr, ids in zip(factors, s.factor_ids, strict=True):
+        subs.append(batch + "".join(name(i) for i in ids))
+        ops.append(arr)
+    return ops, subs, name
+
+
+def _pair(side1, side2, k1, k2, letters, batch_letters):
+    """One structured four-factor einsum for a pair of terms on the same θ view."""
+    m1, cts1, f1 = side1
+    m2, cts2, f2 = side2
+    t1, t2 = m1.terms[k1], m2.terms[k2]
+    sym = _Symbols()
+    t_shape = t1.structure.t_shape or t1.view_shape
+    shared = [sym(("t", j)) for j in range(len(t_shape))]
+    ops1, subs1, _ = _side_operands(
+        1, t1, cts1[t1.y], f1[k1], letters[0], batch_letters[0], sym, shared
+    )
+    ops2, subs2, _ = _side_operands(
+        2, t2, cts2[t2.y], f2[k2], letters[1], batch_letters[1], sym, shared
+    )
+    spec = ",".join(subs1 + subs2) + "->" + letters[2]
+    ops = ops1 + ops2
+    return jnp.einsum(spec, *ops, optimize=_optimize(len(ops)))
+
+
+def _to_leaf(side, k, letters, batch_letter):
+    """Weight-space cotangent of term k in the parameter leaf's own shape: (*out, *leaf)."""
+    meta, cts, facs = side
+    term = meta.terms[k]
+    s = term.structure
+    sym = _Symbols()
+    ops, subs, name = _side_operands(
+        1, term, cts[term.y], facs[k], letters, batch_letter, sym, None
+    )
+    t_shape = s.t_shape or term.view_shape
+    present = set().union(*(set(ids) for ids in s.factor_ids), set(s.y_ids))
+    kept = [i for i in s.t_ids if i in present]
+    w = jnp.einsum(",".join(subs) + "->" + letters + "".join(name(i) for i in kept), *ops)
+    lead = w.shape[: len(letters)]
+    missing = tuple(len(letters) + j for j, i in enumerate(s.t_ids) if i not in present)
+    w = jnp.broadcast_to(jnp.expand_dims(w, missing), lead + tuple(t_shape))
+    w = w.reshape(lead + tuple(term.view_shape))
+    leaf_shape = meta.leaf_shapes[term.leaf]
+    chain = meta.chains[k]
+    if chain:
+        w = _chain_transpose(chain, w.reshape((-1, *term.view_shape)), leaf_shape, w.dtype)
+    return w.reshape(lead + tuple(leaf_shape))
+
+
+def _chain_transpose(chain, w, leaf_shape, dtype):
+    from . import _ir  # noqa: PLC0415  (tiny module; keeps the import graph one-way)
+
+    def view_of(leaf):
+        for prim, params in chain:
+            leaf = _ir.bind(_ir.Eqn(prim, params, [], []), [leaf])[0]
+        return leaf
+
+    transpose = jax.linear_transpose(view_of, jax.ShapeDtypeStruct(leaf_shape, dtype))
+    return jax.vmap(lambda v: transpose(v)[0])(w)
+
+
+def contract(side1, side2, out_letters, batch_letters):
+    """Σ over parameter leaves and pairs of terms; ``side = (meta, cts, factors)``.
+
+    Args:
+      side1, side2: ``(SideMeta, cotangents, factors)`` of x1 and x2, with per-example arrays
+        stacked on a leading batch axis when batched.
+      out_letters: (subscripts of side-1 cotangent lead axes, of side-2, of the kernel).
+      batch_letters: (batch letter of side 1, of side 2), "" when not batched.
+
+    Returns:
+      The kernel in the layout ``out_letters[2]``, or None when no parameter affects f.
+    """
+    m1: SideMeta = side1[0]
+    m2: SideMeta = side2[0]
+    total = None
+    for k1, t1 in enumerate(m1.terms):
+        for k2, t2 in enumerate(m2.terms):
+            if t1.leaf != t2.leaf:
+                continue
+            same_view = t1.chain == t2.chain and (t1.structure.t_shape or t1.view_shape) == (
+                t2.structure.t_shape or t2.view_shape
+            )
+            if same_view:
+                term = _pair(side1, side2, k1, k2, out_letters, batch_letters)
+            else:
+                w1 = _to_leaf(side1, k1, out_letters[0], batch_letters[0])
+                w2 = _to_leaf(side2, k2, out_letters[1], batch_letters[1])
+                p = "".join(
+                    symbol(_FIRST_ID_SYMBOL + j) for j in range(w1.ndim - len(out_letters[0]))
+                )
+                spec = f"{out_letters[0]}{p},{out_letters[1]}{p}->{out_letters[2]}"
+                term = jnp.einsum(spec, w1, w2)
+            total = term if total is None else total + term
+    return total
