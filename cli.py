@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 _COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable]] = {}
 
@@ -27,7 +27,9 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="a small grid that runs in a minute")
     p.add_argument("--out", default=None, help="CSV file for the results")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats per case (median kept)")
-    p.add_argument("--timeout", type=float, default=60.0, help="skip cases estimated slower than this (s)")
+    p.add_argument(
+        "--timeout", type=float, default=60.0, help="skip cases estimated slower than this (s)"
+    )
 
 
 @command("bench", _bench_args)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import enum
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -140,10 +141,14 @@ def explain(
     sizes = _sizes(f, x1, x2, params, out1, batching)
     estimates = {}
     for m in (NtkMethod.JACOBIAN_CONTRACTION, NtkMethod.NTK_VECTOR_PRODUCTS):
-        estimates[m.value] = _estimate(f, m, trace_axes, diagonal_axes, batching, x1, x2, params, sizes)
+        estimates[m.value] = _estimate(
+            f, m, trace_axes, diagonal_axes, batching, x1, x2, params, sizes
+        )
     if structured.AVAILABLE:
         m = NtkMethod.STRUCTURED_DERIVATIVES
-        estimates[m.value] = _estimate(f, m, trace_axes, diagonal_axes, batching, x1, x2, params, sizes)
+        estimates[m.value] = _estimate(
+            f, m, trace_axes, diagonal_axes, batching, x1, x2, params, sizes
+        )
     result = _auto.Explanation(_auto.choose(estimates), estimates)
     if key is not None:
         _EXPLAIN_CACHE[key] = result

@@ -9,8 +9,8 @@ Choices are cached per (function, axes, batching, shapes, dtypes).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import jax
 

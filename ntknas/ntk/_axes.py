@@ -93,7 +93,8 @@ class OutputAxes:
     def check_shapes(self, shape1: Sequence[int], shape2: Sequence[int]) -> None:
         if len(shape1) != len(shape2):
             raise ValueError(
-                f"f returns outputs of different rank on x1 and x2: {tuple(shape1)} vs {tuple(shape2)}"
+                "f returns outputs of different rank on x1 and x2: "
+                f"{tuple(shape1)} vs {tuple(shape2)}"
             )
         for i in self.trace + self.diagonal:
             if shape1[i] != shape2[i]:

@@ -10,8 +10,9 @@ time (``jax.vmap``), which is much cheaper than differentiating the whole batch 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -51,7 +52,9 @@ class Batching:
     def batch_size(self, x) -> int:
         axes = _broadcast_prefix(self.in_axes, x)
         sizes = {
-            leaf.shape[ax] for leaf, ax in zip(jax.tree.leaves(x), axes, strict=True) if ax is not None
+            leaf.shape[ax]
+            for leaf, ax in zip(jax.tree.leaves(x), axes, strict=True)
+            if ax is not None
         }
         if len(sizes) != 1:
             raise ValueError(f"inputs disagree on the batch size along vmap_axes: {sorted(sizes)}")
@@ -66,7 +69,10 @@ class Batching:
             leaves, tree = jax.tree.flatten(xn)
             x = jax.tree.unflatten(
                 tree,
-                [leaf if ax is None else jnp.expand_dims(leaf, ax) for leaf, ax in zip(leaves, axes)],
+                [
+                    leaf if ax is None else jnp.expand_dims(leaf, ax)
+                    for leaf, ax in zip(leaves, axes)
+                ],
             )
             return jnp.squeeze(f(params, x), axis=out_axis)
 
@@ -87,7 +93,9 @@ def _broadcast_prefix(in_axes, x, expand: bool = False) -> list:
     axes = jax.tree.map(
         lambda ax, sub: [ax] * len(jax.tree.leaves(sub)), in_axes, x, is_leaf=lambda a: a is None
     )
-    flat = [a for group in jax.tree.leaves(axes, is_leaf=lambda a: isinstance(a, list)) for a in group]
+    flat = [
+        a for group in jax.tree.leaves(axes, is_leaf=lambda a: isinstance(a, list)) for a in group
+    ]
     leaves = jax.tree.leaves(x)
     return [
         None if a is None else a % (jnp.ndim(leaf) + (1 if expand else 0))

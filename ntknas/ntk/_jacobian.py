@@ -7,7 +7,7 @@ Cost N·O·[FP] + N1·N2·O²·P time, N·O·P memory.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

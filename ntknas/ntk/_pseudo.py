@@ -10,7 +10,7 @@ For a kernel ``K[n1, n2, o1, o2] = <∂f_{o1}(x_{n1})/∂θ, ∂f_{o2}(x_{n2})/�
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax.numpy as jnp
 

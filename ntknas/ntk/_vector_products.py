@@ -8,7 +8,7 @@ JVP on the whole x1 batch: N1·N2·O·[FP] in all.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -73,7 +73,9 @@ def ntk_vp_fn(f: Callable, params, x1, x2=None) -> Callable:
     @jax.jit
     def mvp(v):
         if jax.tree.structure(v) != expected:
-            raise ValueError(f"v must be shaped like f(params, x2): {expected}, got {jax.tree.structure(v)}")
+            raise ValueError(
+                f"v must be shaped like f(params, x2): {expected}, got {jax.tree.structure(v)}"
+            )
         for a, o in zip(jax.tree.leaves(v), jax.tree.leaves(out2)):
             if a.shape != o.shape:
                 raise ValueError(f"v has a leaf of shape {a.shape}; f(params, x2) has {o.shape}")

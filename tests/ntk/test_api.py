@@ -126,7 +126,9 @@ def test_ntk_vp_fn_matches_reference(case):
     ravel = lambda t: jnp.concatenate([a.ravel() for a in jax.tree.leaves(t)])  # noqa: E731
     j1 = jax.jacrev(lambda p: ravel(c.f(p, c.x1)))(c.params)
     j2 = jax.jacrev(lambda p: ravel(c.f(p, c.x2)))(c.params)
-    flat = lambda j, n: np.concatenate([np.asarray(a).reshape(n, -1) for a in jax.tree.leaves(j)], 1)  # noqa: E731
+    flat = lambda j, n: np.concatenate(
+        [np.asarray(a).reshape(n, -1) for a in jax.tree.leaves(j)], 1
+    )  # noqa: E731
     n1, n2 = ravel(c.f(c.params, c.x1)).size, ravel(out2).size
     want = flat(j1, n1) @ (flat(j2, n2).T @ np.asarray(ravel(v)))
     np.testing.assert_allclose(np.asarray(ravel(got)), want, rtol=1e-8, atol=1e-10)

@@ -38,7 +38,11 @@ CASES64 = {c.name: c for c in zoo.all_cases(np.float64)}
 def _check_float64(method, name, trace_axes, diagonal_axes):
     c = CASES64[name]
     kernel_fn = ntk.ntk_fn(
-        c.f, method=method, trace_axes=trace_axes, diagonal_axes=diagonal_axes, vmap_axes=c.vmap_axes
+        c.f,
+        method=method,
+        trace_axes=trace_axes,
+        diagonal_axes=diagonal_axes,
+        vmap_axes=c.vmap_axes,
     )
     got = kernel_fn(c.x1, c.x2, c.params)
     want = zoo.reference_kernel(c.f, c.params, c.x1, c.x2, trace_axes, diagonal_axes)

@@ -6,8 +6,8 @@ Shapes are kept small so float64 references from explicit Jacobians stay cheap.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -47,7 +47,9 @@ def relu_fcn(dtype, depth=5, width=16, o=4, n1=3, n2=2, din=3, seed=0):
             x = jax.nn.relu(x @ w)
         return x @ p[-1]
 
-    return Case("relu_fcn", f, params, _normal(ks[-2], (n1, din), dtype), _normal(ks[-1], (n2, din), dtype))
+    return Case(
+        "relu_fcn", f, params, _normal(ks[-2], (n1, din), dtype), _normal(ks[-1], (n2, din), dtype)
+    )
 
 
 def fcn_bias_tanh(dtype):
@@ -80,7 +82,9 @@ def weight_sharing(dtype):
         h = jnp.tanh(h @ p["w"] + x)
         return h @ p["v"] + (x @ p["w"]) @ p["v"]
 
-    return Case("weight_sharing", f, p, _normal(ks[2], (3, 6), dtype), _normal(ks[3], (4, 6), dtype))
+    return Case(
+        "weight_sharing", f, p, _normal(ks[2], (3, 6), dtype), _normal(ks[3], (4, 6), dtype)
+    )
 
 
 def pytrees(dtype):
@@ -129,7 +133,9 @@ def cnn(dtype, stride=1, dilation=1, padding="SAME", groups=1, name="cnn"):
         h = jax.nn.relu(_conv(h, p["c2"], stride, dilation, padding, groups))
         return h.mean(axis=(1, 2)) @ p["dense"]
 
-    return Case(name, f, p, _normal(ks[3], (2, 8, 8, cin), dtype), _normal(ks[4], (3, 8, 8, cin), dtype))
+    return Case(
+        name, f, p, _normal(ks[3], (2, 8, 8, cin), dtype), _normal(ks[4], (3, 8, 8, cin), dtype)
+    )
 
 
 def cnn_variants(dtype):
@@ -190,7 +196,13 @@ def multi_axis_output(dtype):
     def f(p, x):
         return jnp.tanh(x @ p["w"]) @ p["v"]
 
-    return Case("multi_axis_output", f, p, _normal(ks[2], (2, 5, 4), dtype), _normal(ks[3], (3, 5, 4), dtype))
+    return Case(
+        "multi_axis_output",
+        f,
+        p,
+        _normal(ks[2], (2, 5, 4), dtype),
+        _normal(ks[3], (3, 5, 4), dtype),
+    )
 
 
 def batch_coupled(dtype):
@@ -203,7 +215,9 @@ def batch_coupled(dtype):
         h = (h - h.mean(0)) / jnp.sqrt(h.var(0) + 1e-3)
         return jax.nn.relu(h) @ p["v"]
 
-    return Case("batch_coupled", f, p, _normal(ks[2], (4, 3), dtype), _normal(ks[3], (5, 3), dtype), None)
+    return Case(
+        "batch_coupled", f, p, _normal(ks[2], (4, 3), dtype), _normal(ks[3], (5, 3), dtype), None
+    )
 
 
 def all_cases(dtype) -> list[Case]:
@@ -238,8 +252,10 @@ def reference_kernel(f, params, x1, x2, trace_axes=(), diagonal_axes=()):
         o1, o2 = f(params, x1), f(params, x2)
     out = []
     for leaf1, leaf2, jl1, jl2 in zip(
-        jax.tree.leaves(o1), jax.tree.leaves(o2),
-        _per_output(j1, o1), _per_output(j2, o2),
+        jax.tree.leaves(o1),
+        jax.tree.leaves(o2),
+        _per_output(j1, o1),
+        _per_output(j2, o2),
     ):
         m1 = np.concatenate([np.asarray(a).reshape(leaf1.size, -1) for a in jl1], axis=1)
         m2 = np.concatenate([np.asarray(a).reshape(leaf2.size, -1) for a in jl2], axis=1)
