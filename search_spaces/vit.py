@@ -224,7 +224,7 @@ class _AutoFormerSpace(SearchSpace):
 
 @register
 class VitSmall(_AutoFormerSpace):
-    """AutoFormer-S: dim {320, 384,448}, depth {12, 13, 14}, heads {5, 6, 7}, ratio {3, 3.5, 4}."""
+    """AutoFormer-S: embed {320, 384, 448}, depth {12, 13, 14}, heads {5, 6, 7}, MLP {3, 3.5, 4}."""
 
     name = "vit-small"
     choices = _Choices((320, 384, 448), (12, 13, 14), (5, 6, 7), (3.0, 3.5, 4.0))
@@ -233,7 +233,7 @@ class VitSmall(_AutoFormerSpace):
 
 @register
 class VitTiny(_AutoFormerSpace):
-    """AutoFormer-T: embed {192, 216, 240}, depth {12, 13, 14}, heads {3, 4}, ratio {3.5, 4}."""
+    """AutoFormer-T: embed {192, 216, 240}, depth {12, 13, 14}, heads {3, 4}, MLP {3.5, 4}."""
 
     name = "vit-tiny"
     choices = _Choices((192, 216, 240), (12, 13, 14), (3, 4), (3.5, 4.0))
