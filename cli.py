@@ -1,16 +1,29 @@
-"""The ``ntknas`` command line: argparse plus a registry of commands, each calling the library."""
+"""The ``ntknas`` command line: argparse plus a registry of commands, each calling the library.
+
+Bad input (an unknown space, proxy or sampler, a config outside its space, malformed JSON, an
+unusable storage URL) is reported as one line on stderr with exit code 2, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 
-_COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable]] = {}
+_COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable, str]] = {}
 
 
 class UsageError(Exception):
     """Bad input from the user: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (no usage dump), exit code 2."""
+
+    def error(self, message: str):
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def command(name: str, add_args: Callable[[argparse.ArgumentParser], None]):
@@ -21,6 +34,278 @@ def command(name: str, add_args: Callable[[argparse.ArgumentParser], None]):
         return run
 
     return deco
+
+
+# --- options shared by the commands that score ------------------------------------------------
+
+
+def _scoring_args(p: argparse.ArgumentParser) -> None:
+    from ntknas.scoring import BN_MODES, DEFAULT_BATCH
+
+    g = p.add_argument_group(
+        "scoring (turn these up on a GPU: --input-size 224 --patch 16 --classes 1000)"
+    )
+    g.add_argument(
+        "--batch",
+        type=int,
+        default=DEFAULT_BATCH,
+        help="examples N; the NTK is (N·O)x(N·O) (default %(default)s)",
+    )
+    g.add_argument(
+        "--seed", type=int, default=0, help="seeds initialization, data and sampler (default 0)"
+    )
+    g.add_argument(
+        "--data",
+        choices=("gaussian", "digits", "mnist"),
+        default="gaussian",
+        help="input batch (default gaussian)",
+    )
+    g.add_argument("--classes", type=int, default=None, help="logits O (default: the space's, 10)")
+    g.add_argument(
+        "--input-size",
+        type=int,
+        default=None,
+        help="input height = width (default: the space's, 32)",
+    )
+    g.add_argument(
+        "--patch",
+        type=int,
+        default=None,
+        help="ViT patch size (default: the space picks, 8 at 32x32)",
+    )
+    g.add_argument(
+        "--bn",
+        choices=BN_MODES,
+        default="eval",
+        help="BatchNorm on initial statistics (eval) or batch statistics (train)",
+    )
+    g.add_argument("--float64", action="store_true", help="compute the kernel in float64")
+    g.add_argument(
+        "--method", default="auto", help="NTK method (default auto: the cheapest per architecture)"
+    )
+
+
+def _score_options(args, space) -> dict:
+    if args.float64:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+    options = dict(
+        batch=args.batch,
+        seed=args.seed,
+        data=args.data,
+        num_classes=args.classes,
+        bn=args.bn,
+        float64=args.float64,
+        method=args.method,
+    )
+    if args.input_size is not None:
+        options["input_shape"] = (args.input_size, args.input_size, space.default_input_shape[-1])
+    if args.patch is not None:
+        options["overrides"] = {"patch_size": args.patch}
+    return options
+
+
+def _space(name: str):
+    from search_spaces import get_space
+
+    try:
+        return get_space(name)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(width=max(Console().width, 140))
+
+
+# --- commands -----------------------------------------------------------------------------------
+
+
+def _search_args(p: argparse.ArgumentParser) -> None:
+    from ntknas.search import DEFAULT_STORAGE, sampler_names
+
+    p.add_argument("--space", required=True, help="search space (see `ntknas spaces`)")
+    p.add_argument("--trials", type=int, default=20, help="trials to run now (default 20)")
+    p.add_argument(
+        "--objective",
+        default="ntk_cond:min",
+        help="proxies[:min|max], comma separated (default ntk_cond:min)",
+    )
+    p.add_argument(
+        "--sampler", choices=sampler_names(), default="tpe", help="Optuna sampler (default tpe)"
+    )
+    p.add_argument(
+        "--storage", default=DEFAULT_STORAGE, help="Optuna storage URL (default %(default)s)"
+    )
+    p.add_argument(
+        "--study", default=None, help="study name (default SPACE-OBJECTIVE); rerun to resume"
+    )
+    p.add_argument(
+        "--max-params", type=int, default=None, help="constraint: at most this many parameters"
+    )
+    p.add_argument("--top", type=int, default=10, help="leaderboard rows to print (default 10)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _scoring_args(p)
+
+
+@command("search", _search_args)
+def _search(args) -> int:
+    """Search a space: Optuna proposes, the full O×O NTK scores; ends with the leaderboard."""
+    import ntknas
+    from ntknas.search import leaderboard, load_study, open_storage, render
+
+    space = _space(args.space)
+    console = _console()
+    interrupted = False
+    options = _score_options(args, space)  # its seed also seeds the sampler
+    try:
+        study = ntknas.search(
+            space,
+            args.trials,
+            objective=args.objective,
+            sampler=args.sampler,
+            storage=args.storage,
+            study_name=args.study,
+            max_params=args.max_params,
+            progress=not args.no_progress,
+            console=console,
+            **options,
+        )
+    except KeyboardInterrupt:
+        interrupted = True
+        if args.storage == "memory":
+            return 130
+        from ntknas.search import parse_objective
+        from ntknas.search._objective import objective_str
+
+        name = args.study or f"{space.name}-{objective_str(parse_objective(args.objective))}"
+        study = load_study(open_storage(args.storage), name)
+    _print_summary(study, console)
+    render(leaderboard(study, top=args.top), "table", study=study, console=console)
+    return 130 if interrupted else 0
+
+
+def _print_summary(study, console) -> None:
+    states: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
+    failed = [t for t in study.get_trials(deepcopy=False) if t.state.name == "FAIL"]
+    console.print(
+        f"study {study.study_name}: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+    )
+    for t in failed[-3:]:
+        console.print(f"  trial {t.number} failed: {t.user_attrs.get('fail_reason', 'unknown')}")
+
+
+def _leaderboard_args(p: argparse.ArgumentParser) -> None:
+    from ntknas.search import DEFAULT_STORAGE
+
+    p.add_argument(
+        "--study", default=None, help="study name (default: the only study in the storage)"
+    )
+    p.add_argument(
+        "--storage", default=DEFAULT_STORAGE, help="Optuna storage URL (default %(default)s)"
+    )
+    p.add_argument("--top", type=int, default=None, help="show the best K")
+    p.add_argument(
+        "--sort", default=None, help="proxy[:min|max] to rank by (default: the study's objective)"
+    )
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+
+@command("leaderboard", _leaderboard_args)
+def _leaderboard(args) -> int:
+    """Rank the architectures of a study by their proxies (table, CSV or JSON)."""
+    from ntknas.search import leaderboard, load_study, open_storage, render
+
+    study = load_study(open_storage(args.storage, must_exist=True), args.study)
+    text = render(leaderboard(study, top=args.top, sort=args.sort), args.format, study, _console())
+    if text is not None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+def _score_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--space", required=True, help="search space (see `ntknas spaces`)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config", help="one config as JSON")
+    src.add_argument("--configs", help="a JSONL file, one config per line")
+    p.add_argument("--out", default=None, help="write the rows to this CSV (or .json) file")
+    p.add_argument(
+        "--format",
+        choices=("table", "csv", "json"),
+        default="table",
+        help="stdout format without --out",
+    )
+    _scoring_args(p)
+
+
+def _read_configs(args) -> list[dict]:
+    if args.config is not None:
+        lines = [("--config", args.config)]
+    else:
+        try:
+            with open(args.configs) as fh:
+                lines = [(f"{args.configs} line {i}", s) for i, s in enumerate(fh, 1) if s.strip()]
+        except OSError as e:
+            raise UsageError(f"cannot read {args.configs}: {e.strerror}") from None
+        if not lines:
+            raise UsageError(f"{args.configs} holds no config")
+    configs = []
+    for where, text in lines:
+        try:
+            config = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise UsageError(f"{where}: malformed JSON: {e.msg} (column {e.colno})") from None
+        if not isinstance(config, dict):
+            raise UsageError(f"{where}: a config is a JSON object, got {type(config).__name__}")
+        configs.append(config)
+    return configs
+
+
+@command("score", _score_args)
+def _score(args) -> int:
+    """Score given architectures in one process: one row per config, the config as JSON first."""
+    from ntknas.scoring import score_many
+    from ntknas.search import render
+
+    space = _space(args.space)
+    configs = _read_configs(args)
+    df = score_many(space, configs, **_score_options(args, space))
+    if args.out:
+        try:
+            if args.out.endswith(".json"):
+                df.to_json(args.out, orient="records", indent=1)
+            else:
+                df.to_csv(args.out, index=False)
+        except OSError as e:
+            raise UsageError(f"cannot write {args.out}: {e.strerror}") from None
+        print(f"wrote {len(df)} rows to {args.out}", file=sys.stderr)
+    elif args.format == "table":
+        render(df.assign(rank=range(1, len(df) + 1)), "table", console=_console())
+    else:
+        sys.stdout.write(render(df, args.format))
+    return 1 if (df["error"] != "").any() else 0
+
+
+@command("spaces", lambda p: None)
+def _spaces(args) -> int:
+    """List the registered search spaces with their choices and sizes."""
+    from rich.table import Table
+
+    from ntknas.search._spaces import space_summaries
+
+    table = Table(title="search spaces")
+    for c in ("name", "size", "input", "classes", "choices"):
+        table.add_column(c, overflow="fold")
+    for s in space_summaries():
+        size = "infinite" if s["size"] is None else f"{s['size']:,}"
+        table.add_row(s["name"], size, s["input_shape"], str(s["num_classes"]), s["choices"])
+    _console().print(table)
+    return 0
 
 
 def _bench_args(p: argparse.ArgumentParser) -> None:
@@ -42,10 +327,8 @@ def _bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ntknas", description="Training-free NAS scored by the finite-width NTK."
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser = _Parser(prog="ntknas", description="Training-free NAS scored by the finite-width NTK.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (add_args, run, doc) in sorted(_COMMANDS.items()):
         p = sub.add_parser(name, help=doc.splitlines()[0] if doc else None, description=doc)
         add_args(p)
@@ -55,14 +338,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error (2, already printed in one line)
+        return int(e.code or 0)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
     try:
         return int(args._run(args) or 0)
-    except UsageError as e:
-        print(f"ntknas {args.command}: error: {e}", file=sys.stderr)
+    except (UsageError, ValueError) as e:  # the library raises ValueError for bad input only
+        msg = " ".join(str(e).split())
+        print(f"ntknas {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

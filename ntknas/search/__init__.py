@@ -1,0 +1,32 @@
+"""Optuna-driven training-free search: objective, study runner, storage, leaderboard.
+
+Example:
+  >>> from ntknas.search import search, leaderboard
+  >>> study = search("nb201", n_trials=20, storage="sqlite:///ntknas.db")
+  >>> leaderboard(study, top=5)
+"""
+
+from ._leaderboard import leaderboard as leaderboard
+from ._leaderboard import render as render
+from ._objective import Target as Target
+from ._objective import parse_objective as parse_objective
+from ._runner import search as search
+from ._samplers import grid_search_space as grid_search_space
+from ._samplers import sampler_names as sampler_names
+from ._storage import DEFAULT_STORAGE as DEFAULT_STORAGE
+from ._storage import load_study as load_study
+from ._storage import open_storage as open_storage
+
+
+class _CallableModule(__import__("types").ModuleType):
+    """``ntknas.search`` names both this package and the function: calling it runs :func:`search`.
+
+    Python binds ``ntknas.search`` to the package as soon as it is imported, so a lazy attribute
+    alone cannot make ``ntknas.search(...)`` the function; a callable package makes both work.
+    """
+
+    def __call__(self, *args, **kwargs):
+        return search(*args, **kwargs)
+
+
+__import__("sys").modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,134 @@
+"""The leaderboard: one row per scored architecture of a study, ranked, as a pandas DataFrame."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from .. import proxies
+from ._objective import parse_objective
+
+# Columns in the order they are shown; the rich table shows only TABLE_COLUMNS (plus objectives).
+_META = ["method", "seconds", "batch", "data", "seed", "bn", "input_shape", "dtype"]
+TABLE_COLUMNS = [
+    "ntk_cond",
+    "ntk_trace",
+    "ntk_trace_per_param",
+    "params",
+    "flops",
+    "method",
+    "seconds",
+]
+
+
+def leaderboard(study, top: int | None = None, sort: str | None = None):
+    """The scored architectures of a study, best first.
+
+    One row per distinct config (re-proposed configs are listed once), from completed, feasible
+    trials. Failed and infeasible trials are left out.
+
+    Args:
+      study: an ``optuna.Study`` (from :func:`ntknas.search` or ``optuna.load_study``).
+      top: keep the best ``top`` rows.
+      sort: a proxy, optionally with a direction (``"ntk_trace:max"``); defaults to the study's
+        first objective in its direction.
+
+    Returns:
+      A ``pandas.DataFrame`` with columns ``rank``, ``trial``, ``description``, every proxy of
+      :data:`ntknas.proxies.PROXIES`, ``method``, ``seconds``, the scoring options, and ``config``
+      (canonical JSON). Multi-objective studies also get ``pareto`` (on the Pareto front).
+
+    Raises:
+      ValueError: an unknown sort proxy or a bad ``top``.
+    """
+    import pandas as pd
+
+    if top is not None and (not isinstance(top, int) or top < 1):
+        raise ValueError(f"top must be a positive int, got {top!r}")
+    if sort is None:
+        objective = study.user_attrs.get("objective")
+        target = parse_objective(objective)[0] if objective else None
+    else:
+        target = parse_objective(sort)[0]
+    pareto = set()
+    if len(study.directions) > 1:
+        pareto = {t.number for t in study.best_trials}
+    rows, seen = [], set()
+    for t in study.get_trials(deepcopy=False):
+        attrs = t.user_attrs
+        if t.state.name != "COMPLETE" or "ntk_cond" not in attrs or _infeasible(t):
+            continue
+        if attrs.get("config") in seen:
+            continue
+        seen.add(attrs.get("config"))
+        row = {"trial": t.number, "description": attrs.get("description", "")}
+        row.update({name: attrs.get(name) for name in proxies.PROXIES})
+        row.update({name: attrs.get(name) for name in _META})
+        if pareto:
+            row["pareto"] = t.number in pareto
+        row["config"] = attrs.get("config")
+        rows.append(row)
+    columns = ["trial", "description", *proxies.PROXIES, *_META]
+    columns += ["pareto"] if pareto else []
+    df = pd.DataFrame(rows, columns=[*columns, "config"])
+    if target is not None and len(df):
+        key = df[target.proxy].astype(float)
+        if target.direction == "maximize":
+            key = -key
+        df = df.assign(_key=key.fillna(math.inf)).sort_values(["_key", "trial"], kind="stable")
+        df = df.drop(columns="_key")
+    df.insert(0, "rank", range(1, len(df) + 1))
+    df = df.reset_index(drop=True)
+    return df.head(top) if top else df
+
+
+def _infeasible(trial) -> bool:
+    return any(v > 0 for v in trial.constraints) if hasattr(trial, "constraints") else False
+
+
+def render(df, fmt: str = "table", study=None, console=None) -> str | None:
+    """Writes ``df`` as a rich table (to ``console``) or returns it as CSV or JSON text.
+
+    Raises:
+      ValueError: an unknown format.
+    """
+    if fmt == "csv":
+        return df.to_csv(index=False)
+    if fmt == "json":
+        records = df.to_dict(orient="records")
+        for r in records:
+            if isinstance(r.get("config"), str):
+                r["config"] = json.loads(r["config"])
+        return json.dumps(records, indent=1, default=_jsonable, allow_nan=True)
+    if fmt != "table":
+        raise ValueError(f"unknown format {fmt!r}; choose table, csv or json")
+    from rich.console import Console
+    from rich.table import Table
+
+    extra = []
+    if study is not None and study.user_attrs.get("objective"):
+        extra = [t.proxy for t in parse_objective(study.user_attrs["objective"])]
+    cols = ["rank", "description"] + list(dict.fromkeys(extra + TABLE_COLUMNS))
+    cols += ["pareto"] if "pareto" in df.columns else []
+    title = f"study {study.study_name}" if study is not None else None
+    table = Table(title=title)
+    for c in cols:
+        table.add_column(c, justify="left" if c in ("description", "method") else "right")
+    for _, row in df.iterrows():
+        table.add_row(*[_cell(row[c]) for c in cols])
+    (console or Console()).print(table)
+    return None
+
+
+def _cell(v) -> str:
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return str(v)
+        return f"{v:.4g}" if abs(v) < 1e5 else f"{v:.3e}"
+    return "" if v is None else str(v)
+
+
+def _jsonable(v):
+    if hasattr(v, "item"):
+        return v.item()
+    return str(v)

@@ -1,0 +1,159 @@
+"""What a study optimizes (``ntk_cond:min,params:min``) and the Optuna objective of a trial."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .. import proxies
+
+_DIRECTIONS = {"min": "minimize", "minimize": "minimize", "max": "maximize", "maximize": "maximize"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """One objective: a proxy and the direction it is optimized in."""
+
+    proxy: str
+    direction: str  # "minimize" | "maximize"
+
+    def __str__(self) -> str:
+        return f"{self.proxy}:{self.direction[:3]}"
+
+    @property
+    def worst(self) -> float:
+        return math.inf if self.direction == "minimize" else -math.inf
+
+
+def parse_objective(spec: str | list[str] | tuple[str, ...]) -> tuple[Target, ...]:
+    """``"ntk_cond"``, ``"ntk_trace:max"`` or ``"ntk_cond:min,params:min"`` -> targets.
+
+    A proxy without a direction takes the one earlier work uses (see ``ntknas.proxies.PROXIES``).
+
+    Raises:
+      ValueError: an unknown proxy or direction (the message lists the allowed ones), an empty
+        spec, or the same proxy twice.
+    """
+    parts = spec.split(",") if isinstance(spec, str) else list(spec)
+    targets = []
+    for part in parts:
+        name, _, direction = part.strip().partition(":")
+        if name not in proxies.PROXIES:
+            raise ValueError(
+                f"unknown proxy {name!r} in objective {spec!r}; choose from "
+                f"{', '.join(proxies.PROXIES)}"
+            )
+        if direction:
+            if direction not in _DIRECTIONS:
+                raise ValueError(
+                    f"unknown direction {direction!r} for {name}; use min or max (e.g. {name}:min)"
+                )
+            direction = _DIRECTIONS[direction]
+        else:
+            direction = proxies.PROXIES[name].direction
+        targets.append(Target(name, direction))
+    if not targets:
+        raise ValueError("the objective names no proxy")
+    names = [t.proxy for t in targets]
+    if len(set(names)) != len(names):
+        raise ValueError(f"objective {spec!r} names a proxy twice")
+    return tuple(targets)
+
+
+def objective_str(targets: tuple[Target, ...]) -> str:
+    return ",".join(map(str, targets))
+
+
+class CandidateFailed(RuntimeError):
+    """A candidate could not be scored; the message is the trial's ``fail_reason``."""
+
+
+class Objective:
+    """The Optuna objective: suggest a config, score it (or reuse its scores), return targets.
+
+    Every score lands in the trial's user attributes, the config as canonical JSON under
+    ``config``. A config already scored in the study is not scored again: its attributes are copied
+    and ``reused_from`` names the trial that scored it.
+
+    Args:
+      space: the :class:`search_spaces.SearchSpace`.
+      targets: from :func:`parse_objective`.
+      scorer: a :class:`ntknas.scoring.Scorer`.
+      options: the :class:`ntknas.scoring.ScoreOptions` of every trial.
+      max_params: trials with more parameters are infeasible (``trial.set_constraint``); they are
+        not scored and get the worst value of each target.
+      on_fail: called with (trial number, reason) when a candidate fails.
+    """
+
+    def __init__(self, space, targets, scorer, options, max_params=None, on_fail=None):
+        self.space, self.targets, self.scorer, self.options = space, targets, scorer, options
+        self.max_params = max_params
+        self.on_fail = on_fail
+        self._seen: dict[str, tuple[int, dict[str, Any]]] | None = None
+
+    def _lookup(self, study, key: str):
+        if self._seen is None:  # scores of an earlier run of this study, read once
+            self._seen = {}
+            for t in study.get_trials(deepcopy=False):
+                if t.state.name == "COMPLETE" and "config" in t.user_attrs:
+                    if "ntk_cond" in t.user_attrs:
+                        self._seen.setdefault(t.user_attrs["config"], (t.number, t.user_attrs))
+        return self._seen.get(key)
+
+    def __call__(self, trial) -> float | list[float]:
+        from ..scoring import apply_overrides, canonical_json
+
+        try:
+            config = apply_overrides(self.space, self.space.suggest(trial), self.options)
+            key = canonical_json(config)
+            trial.set_user_attr("config", key)
+            trial.set_user_attr("description", self.space.describe(config))
+            if self.max_params is not None:
+                n = self.scorer.count_params(self.space, config, self.options)
+                trial.set_constraint("max_params", float(n - self.max_params))
+                if n > self.max_params:
+                    trial.set_user_attr("params", n)
+                    trial.set_user_attr("infeasible", f"params {n} > max_params {self.max_params}")
+                    return self._values({"params": n}, fill_worst=True)
+            seen = self._lookup(trial.study, key)
+            if seen is not None:
+                number, attrs = seen
+                scores = {k: v for k, v in attrs.items() if k not in ("reused_from",)}
+                scores["reused_from"] = number
+            else:
+                scores = self.scorer.score(self.space, config, self.options)
+                scores.pop("config"), scores.pop("space")
+            for k, v in scores.items():
+                trial.set_user_attr(k, v)
+            values = self._values(scores)
+            if seen is None:
+                self._seen[key] = (trial.number, scores)
+            return values
+        except Exception as e:
+            reason = _one_line(e)
+            trial.set_user_attr("fail_reason", reason)
+            if self.on_fail is not None:
+                self.on_fail(trial.number, reason)
+            raise CandidateFailed(reason) from e
+
+    def _values(self, scores: dict, fill_worst: bool = False) -> float | list[float]:
+        values = []
+        for t in self.targets:
+            v = scores.get(t.proxy)
+            if v is None and fill_worst:
+                v = t.worst
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                raise CandidateFailed(f"proxy {t.proxy} is {v} (NaN or missing)")
+            values.append(float(v))
+        return values[0] if len(values) == 1 else values
+
+
+def _one_line(e: BaseException) -> str:
+    msg = " ".join(str(e).split())
+    if len(msg) > 300:
+        msg = msg[:297] + "..."
+    name = type(e).__name__
+    if "RESOURCE_EXHAUSTED" in msg or isinstance(e, MemoryError):
+        name = "OutOfMemory"
+    return f"{name}: {msg}" if msg else name
