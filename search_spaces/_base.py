@@ -40,12 +40,15 @@ class SearchSpace(abc.ABC):
       default_num_classes: logits of the scored model unless the user says otherwise.
       default_input_shape: (H, W, C) of one input example.
       size: the number of architectures, or None when infinite.
+      has_batch_norm: whether built modules hold BatchNorm (``batch_stats``), i.e. whether the
+        ``train`` flag (inference vs batch statistics) changes their outputs.
     """
 
     name: ClassVar[str]
     default_num_classes: ClassVar[int]
     default_input_shape: ClassVar[tuple[int, int, int]]
     size: ClassVar[int | None] = None
+    has_batch_norm: ClassVar[bool] = False
 
     @abc.abstractmethod
     def suggest(self, trial) -> Config:

@@ -140,6 +140,7 @@ class NB201Space(SearchSpace):
     name = "nb201"
     default_num_classes = 10
     default_input_shape = (32, 32, 3)
+    has_batch_norm = True
     size = len(OPS) ** len(EDGES)
 
     def suggest(self, trial) -> Config:

@@ -120,6 +120,7 @@ class ResNetSpace(SearchSpace):
     name = "resnet"
     default_num_classes = 10
     default_input_shape = (32, 32, 3)
+    has_batch_norm = True
     size = len(BLOCKS) * len(WIDTHS) * sum(MAX_BLOCKS_PER_STAGE**s for s in NUM_STAGES)
 
     def suggest(self, trial) -> Config:

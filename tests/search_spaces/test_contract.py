@@ -64,7 +64,6 @@ SMALL = {
     ),
     "vit-tiny": ({**_VIT_T, **{f"mlp_ratio_{i}": 3.5 for i in range(12)}}, (16, 16, 3)),
 }
-BATCH_NORM_SPACES = {"nb201", "resnet"}
 
 
 def test_every_space_has_a_small_input():
@@ -73,6 +72,7 @@ def test_every_space_has_a_small_input():
 
 def test_expected_spaces_are_registered():
     assert set(list_spaces()) >= {"vit-small", "vit-tiny", "nb201", "resnet", "mlp-mixer", "mlp"}
+    assert {n for n in list_spaces() if get_space(n).has_batch_norm} == {"nb201", "resnet"}
 
 
 def test_unknown_space_lists_known_ones():
@@ -116,8 +116,8 @@ def test_suggest_validate_build_forward(name):
 
     y_train, updates = apply(variables, x, train=True, mutable=("batch_stats",))
     assert y_train.shape == (n, classes) and bool(jnp.all(jnp.isfinite(y_train)))
-    assert ("batch_stats" in variables) == (name in BATCH_NORM_SPACES)
-    if name in BATCH_NORM_SPACES:  # batch statistics were used, so examples now interact
+    assert ("batch_stats" in variables) == space.has_batch_norm
+    if space.has_batch_norm:  # batch statistics were used, so examples now interact
         assert not np.allclose(np.asarray(y_train), np.asarray(y))
         assert jax.tree.structure(updates["batch_stats"]) == jax.tree.structure(
             variables["batch_stats"]
