@@ -151,6 +151,8 @@ class NB201Space(SearchSpace):
         config = gather_layers(check_mapping(self.name, config), ("edge",))
         if "edge" in config:  # flat trial.params: edge_0..edge_5 hold op names
             edges = config.pop("edge")
+            if "cell" in config:
+                raise ValueError("give the cell either as 'cell' or as edge_0..edge_5, not both")
             if len(edges) != len(EDGES):
                 raise ValueError(f"edge_i: need {len(EDGES)} edges, got {len(edges)}")
             for e, op in enumerate(edges):

@@ -118,3 +118,7 @@ def test_flat_trial_params_use_op_names():
     assert space.validate(params) == {"cell": "222224"}
     with pytest.raises(ValueError, match="edge_5='conv'.*avg_pool_3x3"):
         space.validate(dict(params, edge_5="conv"))
+    with pytest.raises(ValueError, match="not both"):
+        space.validate(dict(params, cell="000000"))
+    with pytest.raises(ValueError, match="need 6 edges, got 5"):
+        space.validate({k: v for k, v in params.items() if k != "edge_5"})
