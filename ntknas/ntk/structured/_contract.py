@@ -9,6 +9,8 @@ are contracted in parameter space instead (their weight-space cotangents are for
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -75,7 +77,12 @@ def _pair(side1, side2, k1, k2, letters, batch_letters):
     )
     spec = ",".join(subs1 + subs2) + "->" + letters[2]
     ops = ops1 + ops2
-    return jnp.einsum(spec, *ops, optimize=_optimize(len(ops)))
+    out = jnp.einsum(spec, *ops, optimize=_optimize(len(ops)))
+    # θ axes that neither side's operands see (both sides constant along them, e.g. reduce_sum
+    # on both): the sum over θ counts each entry once per position along them.
+    used = set("".join(subs1 + subs2))
+    unseen = [n for n, sym_j in zip(t_shape, shared, strict=True) if sym_j not in used]
+    return out * math.prod(unseen) if unseen else out
 
 
 def _to_leaf(side, k, letters, batch_letter):

@@ -96,10 +96,10 @@ def apply(s: Structure, theta, y_shape: tuple[int, ...]):
 def dense(eqn: _ir.Eqn, idx: int, out_idx: int, invals: list) -> Structure:
     """The fallback rule: the full ``∂y/∂θ`` of the primitive (slow but right).
 
-    Built by transposing the primitive, as a function of operand ``idx`` with every other
-    parameter-dependent operand set to zero (the primitive is linear in those jointly), against
-    every basis vector of ``y``. Works for any linear primitive, including ones with transpose
-    but no JVP rule (e.g. ``custom_lin``).
+    The Jacobian of the primitive as a function of operand ``idx``, every other
+    parameter-dependent operand set to zero (the primitive is linear in those jointly). Forward
+    mode first; primitives with a transpose but no JVP rule (e.g. ``custom_lin``) are transposed
+    against every basis vector of ``y`` instead.
     """
     t_var = eqn.invars[idx]
     y_var = eqn.outvars[out_idx]
@@ -115,11 +115,14 @@ def dense(eqn: _ir.Eqn, idx: int, out_idx: int, invals: list) -> Structure:
                 vals.append(v)
         return _ir.bind(eqn, vals)[out_idx]
 
-    transpose = jax.linear_transpose(y_of, jax.ShapeDtypeStruct(t_var.shape, t_var.dtype))
-    size = math.prod(y_var.shape)
-    basis = jnp.eye(size, dtype=y_var.dtype).reshape((size, *y_var.shape))
-    rows = jax.vmap(lambda v: transpose(v)[0])(basis)  # (|y|, *θ.shape)
-    jac = rows.reshape(y_var.shape + t_var.shape)
+    try:
+        jac = jax.jacfwd(y_of)(jnp.zeros(t_var.shape, t_var.dtype))
+    except Exception:  # no JVP rule (e.g. custom_lin): transpose against y's basis instead
+        transpose = jax.linear_transpose(y_of, jax.ShapeDtypeStruct(t_var.shape, t_var.dtype))
+        size = math.prod(y_var.shape)
+        basis = jnp.eye(size, dtype=y_var.dtype).reshape((size, *y_var.shape))
+        rows = jax.vmap(lambda v: transpose(v)[0])(basis)  # (|y|, *θ.shape)
+        jac = rows.reshape(y_var.shape + t_var.shape)
     ny, nt = len(y_var.shape), len(t_var.shape)
     y_ids = tuple(range(ny))
     t_ids = tuple(range(ny, ny + nt))

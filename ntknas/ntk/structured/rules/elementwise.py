@@ -8,53 +8,56 @@ from .._structure import Structure
 from ._registry import register
 
 
-def _identity(eqn, idx, factors=()):
-    """``y = c ⊙ θ`` (c from ``factors``; none means 1), with a scalar θ broadcast to y."""
-    t_nd = len(eqn.invars[idx].shape)
-    y_nd = len(eqn.outvars[0].shape)
-    if t_nd == y_nd:
-        ids = tuple(range(y_nd))
-        return Structure(ids, ids, factors)
-    if t_nd == 0:  # a scalar operand broadcast by the primitive: output block-tiled
-        return Structure(tuple(range(y_nd)), (), factors)
-    return None
+def _ids(shape, y_shape, fresh: int) -> tuple[int, ...]:
+    """Axis ids of an operand of an elementwise primitive: y's id where the sizes agree, a fresh
+    id for a size-1 axis broadcast by the primitive (jax >= 0.10 lets binary ops broadcast those);
+    a rank-0 operand has no ids."""
+    if len(shape) == 0:
+        return ()
+    if len(shape) != len(y_shape):
+        raise ValueError(f"operand of shape {shape} for an output of shape {y_shape}")
+    return tuple(
+        a if n == m else fresh + a for a, (n, m) in enumerate(zip(shape, y_shape, strict=True))
+    )
 
 
-def _scale(eqn, idx, c):
-    """``y = c ⊙ θ`` for a constant ``c`` of y's shape or a scalar."""
+def _scaled(eqn, idx, c=None) -> Structure:
+    """``y = c ⊙ θ`` with numpy-style broadcasting of size-1 axes (``c=None`` means 1)."""
+    y_shape = eqn.outvars[0].shape
+    nd = len(y_shape)
+    y_ids = tuple(range(nd))
+    t_ids = _ids(eqn.invars[idx].shape, y_shape, nd)
+    if c is None:
+        return Structure(y_ids, t_ids)
     c = jnp.asarray(c)
-    y_nd = len(eqn.outvars[0].shape)
-    if c.ndim == 0:
-        return _identity(eqn, idx, ((c, ()),))
-    if c.ndim != y_nd or len(eqn.invars[idx].shape) != y_nd:
-        return None
-    ids = tuple(range(y_nd))
-    return Structure(ids, ids, ((c, ids),))
+    return Structure(y_ids, t_ids, ((c, _ids(c.shape, y_shape, 2 * nd)),))
 
 
-@register("add", "add_any", "convert_element_type", "copy", "copy_p", "reduce_precision")
+def _minus_one(eqn):
+    return jnp.asarray(-1, eqn.outvars[0].dtype)
+
+
+@register("add", "add_any", "convert_element_type", "copy")
 def identity(eqn, idx, out_idx, invals):
     """``y = θ + (other)``: the identity on θ (constant block-diagonal everywhere)."""
-    return _identity(eqn, idx)
+    return _scaled(eqn, idx)
 
 
 @register("sub")
 def sub(eqn, idx, out_idx, invals):
-    if idx == 0:
-        return _identity(eqn, idx)
-    return _identity(eqn, idx, ((jnp.asarray(-1, eqn.outvars[0].dtype), ()),))
+    return _scaled(eqn, idx, None if idx == 0 else _minus_one(eqn))
 
 
 @register("neg")
 def neg(eqn, idx, out_idx, invals):
-    return _identity(eqn, idx, ((jnp.asarray(-1, eqn.outvars[0].dtype), ()),))
+    return _scaled(eqn, idx, _minus_one(eqn))
 
 
 @register("mul")
 def mul(eqn, idx, out_idx, invals):
     """``y = c ⊙ θ``: block-diagonal with the constant operand as the factor."""
     c = invals[1 - idx]
-    return None if c is None else _scale(eqn, idx, c)
+    return None if c is None else _scaled(eqn, idx, c)
 
 
 @register("div")
@@ -62,7 +65,7 @@ def div(eqn, idx, out_idx, invals):
     """``y = θ / c`` (a linear primitive only in its numerator)."""
     if idx != 0 or invals[1] is None:
         return None
-    return _scale(eqn, idx, 1 / jnp.asarray(invals[1]))
+    return _scaled(eqn, idx, 1 / jnp.asarray(invals[1]))
 
 
 @register("select_n")
@@ -72,4 +75,4 @@ def select_n(eqn, idx, out_idx, invals):
     if idx == 0 or pred is None:
         return None
     mask = (jnp.asarray(pred) == idx - 1).astype(eqn.outvars[0].dtype)
-    return _scale(eqn, idx, mask)
+    return _scaled(eqn, idx, mask)

@@ -105,7 +105,8 @@ def dynamic_slice(eqn, idx, out_idx, invals):
     for a, (start, size) in enumerate(zip(invals[1:], sizes, strict=True)):
         if size != shape[a]:
             eye = jnp.eye(shape[a], dtype=dt)
-            mats[a] = lax.dynamic_slice(eye, (start, jnp.zeros_like(start)), (size, shape[a]))
+            start = jnp.asarray(start).astype(jnp.int32)
+            mats[a] = lax.dynamic_slice(eye, (start, jnp.int32(0)), (size, shape[a]))
     return _separable(eqn, idx, mats)
 
 
