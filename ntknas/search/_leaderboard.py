@@ -83,7 +83,9 @@ def leaderboard(study, top: int | None = None, sort: str | None = None):
 
 
 def _infeasible(trial) -> bool:
-    return any(v > 0 for v in trial.constraints) if hasattr(trial, "constraints") else False
+    constraints = getattr(trial, "constraints", None) or {}
+    values = constraints.values() if isinstance(constraints, dict) else constraints
+    return any(v > 0 for v in values)
 
 
 def render(df, fmt: str = "table", study=None, console=None) -> str | None:

@@ -56,11 +56,18 @@ def _nsga2(space, seed):
 
 @_sampler("qmc")
 def _qmc(space, seed):
+    import warnings
+
     import optuna
 
-    return optuna.samplers.QMCSampler(
-        seed=seed, scramble=True, warn_independent_sampling=False, warn_asynchronous_seeding=False
-    )
+    with warnings.catch_warnings():  # "experimental": known, and not the user's to act on
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.QMCSampler(
+            seed=seed,
+            scramble=True,
+            warn_independent_sampling=False,
+            warn_asynchronous_seeding=False,
+        )
 
 
 @_sampler("grid")
