@@ -170,7 +170,7 @@ def _estimate(f, m, trace_axes, diagonal_axes, batching, x1, x2, params, sizes):
         n1, n2, o, p = sizes
         return _auto.analytic_cost(m.value, n1, n2, o, p, fp=2.0 * p)
 
-    return _auto.estimate(fn, (x1, x2, params), analytic)
+    return _auto.estimate(fn, (x1, x2, params), analytic, m.value)
 
 
 def ntk_fn(

@@ -3,8 +3,12 @@
 ``Θ += (∂f̃1/∂y1) (∂y1/∂θ) (∂y2/∂θ)ᵀ (∂f̃2/∂y2)ᵀ`` for every pair (k1, k2) of terms that consume
 the same parameter leaf (all pairs: weight sharing). The structure's ids become einsum symbols:
 θ's ids are shared by the two sides, every other id is side-specific, and opt_einsum picks the
-contraction order for cost. Pairs whose θ views differ (a weight used both as W and as reshape(W))
-are contracted in parameter space instead (their weight-space cotangents are formed: rare, right).
+contraction order for cost.
+
+Per pair, the four-factor einsum competes with the parameter-space route (each term's weight-space
+cotangent ``(∂f̃/∂y)(∂y/∂θ)`` formed once, reused by every pair it is in and by both sides when
+x2 is x1, then one inner product): for convolutions with few outputs that route is the cheapest
+order. Pairs whose θ views differ (a weight used both as W and as reshape(W)) always take it.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import opt_einsum
 
 from ._interpreter import SideMeta, TermMeta
 from ._structure import symbol
@@ -62,7 +67,10 @@ def _side_operands(side, term: TermMeta, ct, factors, out_letters, batch, sym, s
 
 
 def _pair(side1, side2, k1, k2, letters, batch_letters):
-    """One structured four-factor einsum for a pair of terms on the same θ view."""
+    """The structured four-factor einsum of a pair of terms on the same θ view.
+
+    Returns ``(spec, operands, scale)``; the pair's kernel is ``scale * einsum(spec, *operands)``.
+    """
     m1, cts1, f1 = side1
     m2, cts2, f2 = side2
     t1, t2 = m1.terms[k1], m2.terms[k2]
@@ -76,17 +84,25 @@ def _pair(side1, side2, k1, k2, letters, batch_letters):
         2, t2, cts2[t2.y], f2[k2], letters[1], batch_letters[1], sym, shared
     )
     spec = ",".join(subs1 + subs2) + "->" + letters[2]
-    ops = ops1 + ops2
-    out = jnp.einsum(spec, *ops, optimize=_optimize(len(ops)))
     # θ axes that neither side's operands see (both sides constant along them, e.g. reduce_sum
     # on both): the sum over θ counts each entry once per position along them.
     used = set("".join(subs1 + subs2))
     unseen = [n for n, sym_j in zip(t_shape, shared, strict=True) if sym_j not in used]
-    return out * math.prod(unseen) if unseen else out
+    return spec, ops1 + ops2, math.prod(unseen)
 
 
-def _to_leaf(side, k, letters, batch_letter):
-    """Weight-space cotangent of term k in the parameter leaf's own shape: (*out, *leaf)."""
+def _cost(spec, ops) -> float:
+    """opt_einsum's FLOP count of the best contraction order (shapes only)."""
+    if len(ops) == 1:
+        return float(math.prod(ops[0].shape))
+    _, info = opt_einsum.contract_path(
+        spec, *[o.shape for o in ops], shapes=True, optimize=_optimize(len(ops))
+    )
+    return float(info.opt_cost)
+
+
+def _leaf_einsum(side, k, letters, batch_letter):
+    """``(spec, operands, finish)`` of term k's weight-space cotangent ``(*out, *leaf)``."""
     meta, cts, facs = side
     term = meta.terms[k]
     s = term.structure
@@ -97,16 +113,20 @@ def _to_leaf(side, k, letters, batch_letter):
     t_shape = s.t_shape or term.view_shape
     present = set().union(*(set(ids) for ids in s.factor_ids), set(s.y_ids))
     kept = [i for i in s.t_ids if i in present]
-    w = jnp.einsum(",".join(subs) + "->" + letters + "".join(name(i) for i in kept), *ops)
-    lead = w.shape[: len(letters)]
+    spec = ",".join(subs) + "->" + letters + "".join(name(i) for i in kept)
     missing = tuple(len(letters) + j for j, i in enumerate(s.t_ids) if i not in present)
-    w = jnp.broadcast_to(jnp.expand_dims(w, missing), lead + tuple(t_shape))
-    w = w.reshape(lead + tuple(term.view_shape))
     leaf_shape = meta.leaf_shapes[term.leaf]
     chain = meta.chains[k]
-    if chain:
-        w = _chain_transpose(chain, w.reshape((-1, *term.view_shape)), leaf_shape, w.dtype)
-    return w.reshape(lead + tuple(leaf_shape))
+
+    def finish(w):
+        lead = w.shape[: len(letters)]
+        w = jnp.broadcast_to(jnp.expand_dims(w, missing), lead + tuple(t_shape))
+        w = w.reshape(lead + tuple(term.view_shape))
+        if chain:
+            w = _chain_transpose(chain, w.reshape((-1, *term.view_shape)), leaf_shape, w.dtype)
+        return w.reshape(lead + tuple(leaf_shape))
+
+    return spec, ops, finish
 
 
 def _chain_transpose(chain, w, leaf_shape, dtype):
@@ -135,23 +155,61 @@ def contract(side1, side2, out_letters, batch_letters):
     """
     m1: SideMeta = side1[0]
     m2: SideMeta = side2[0]
-    total = None
-    for k1, t1 in enumerate(m1.terms):
-        for k2, t2 in enumerate(m2.terms):
-            if t1.leaf != t2.leaf:
-                continue
-            same_view = t1.chain == t2.chain and (t1.structure.t_shape or t1.view_shape) == (
-                t2.structure.t_shape or t2.view_shape
+    shared_sides = side1 is side2
+    cache: dict = {}
+
+    def leaf_w(side_no, k):
+        key = (1 if shared_sides else side_no, k)
+        if key not in cache:
+            side = side1 if side_no == 1 else side2
+            spec, ops, finish = _leaf_einsum(
+                side, k, out_letters[side_no - 1], batch_letters[side_no - 1]
             )
-            if same_view:
-                term = _pair(side1, side2, k1, k2, out_letters, batch_letters)
-            else:
-                w1 = _to_leaf(side1, k1, out_letters[0], batch_letters[0])
-                w2 = _to_leaf(side2, k2, out_letters[1], batch_letters[1])
-                p = "".join(
-                    symbol(_FIRST_ID_SYMBOL + j) for j in range(w1.ndim - len(out_letters[0]))
-                )
-                spec = f"{out_letters[0]}{p},{out_letters[1]}{p}->{out_letters[2]}"
-                term = jnp.einsum(spec, w1, w2)
-            total = term if total is None else total + term
+            cache[key] = finish(jnp.einsum(spec, *ops, optimize=_optimize(len(ops))))
+        return cache[key]
+
+    def leaf_cost(side_no, k):
+        side = side1 if side_no == 1 else side2
+        spec, ops, _ = _leaf_einsum(side, k, out_letters[side_no - 1], batch_letters[side_no - 1])
+        return _cost(spec, ops)
+
+    pairs = [
+        (k1, k2)
+        for k1, t1 in enumerate(m1.terms)
+        for k2, t2 in enumerate(m2.terms)
+        if t1.leaf == t2.leaf
+    ]
+    # How many pairs share each term's weight-space cotangent (to amortize its cost).
+    uses: dict = {}
+    for k1, k2 in pairs:
+        for key in ((1, k1), (1 if shared_sides else 2, k2)):
+            uses[key] = uses.get(key, 0) + 1
+    total = None
+    for k1, k2 in pairs:
+        t1, t2 = m1.terms[k1], m2.terms[k2]
+        leaf_size = math.prod(m1.leaf_shapes[t1.leaf])
+        kernel_size = math.prod(side1[1][t1.y].shape[: len(out_letters[0])]) * math.prod(
+            side2[1][t2.y].shape[: len(out_letters[1])]
+        )
+        via_leaf = 2.0 * kernel_size * leaf_size
+        for side_no, k in ((1, k1), (2, k2)):
+            key = (1 if shared_sides else side_no, k)
+            if key not in cache:
+                via_leaf += leaf_cost(side_no, k) / uses[key]
+        same_view = t1.chain == t2.chain and (t1.structure.t_shape or t1.view_shape) == (
+            t2.structure.t_shape or t2.view_shape
+        )
+        structured = None
+        if same_view:
+            spec, ops, scale = _pair(side1, side2, k1, k2, out_letters, batch_letters)
+            if _cost(spec, ops) <= via_leaf:
+                structured = jnp.einsum(spec, *ops, optimize=_optimize(len(ops)))
+                structured = structured * scale if scale != 1 else structured
+        if structured is not None:
+            term = structured
+        else:  # contract in parameter space, reusing each term's weight-space cotangent
+            w1, w2 = leaf_w(1, k1), leaf_w(2, k2)
+            p = "".join(symbol(_FIRST_ID_SYMBOL + j) for j in range(w1.ndim - len(out_letters[0])))
+            term = jnp.einsum(f"{out_letters[0]}{p},{out_letters[1]}{p}->{out_letters[2]}", w1, w2)
+        total = term if total is None else total + term
     return total

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import jax.numpy as jnp
@@ -48,7 +49,7 @@ def conv_general_dilated(eqn, idx, out_idx, invals):
     along feature groups; constant block-diagonal along W's output channels within a group.
 
     ``y[b, g, o, s] = Σ_{c, k} P[b, g, c, k, s] W[k, c, (g, o)]`` with ``P`` the patches of ``x``
-    (``lax.conv_general_dilated_patches``, feature axis ordered ``(C, *window)``).
+    (built by :func:`_patches`).
     """
     if idx != 1 or invals[0] is None or eqn.params.get("batch_group_count", 1) != 1:
         return None
@@ -59,24 +60,35 @@ def conv_general_dilated(eqn, idx, out_idx, invals):
     y_shape = eqn.outvars[0].shape
     groups = p["feature_group_count"]
     window = tuple(w_shape[d] for d in rhs_spec[2:])
-    nsp = len(window)
-    patches = lax.conv_general_dilated_patches(
-        x,
-        filter_shape=window,
-        window_strides=p["window_strides"],
-        padding=p["padding"],
-        lhs_dilation=p["lhs_dilation"],
-        rhs_dilation=p["rhs_dilation"],
-        dimension_numbers=p["dimension_numbers"],
-        precision=lax.Precision.HIGHEST,
-    )
-    # Patches come in the output layout (out_spec), feature axis = C * prod(window), C-major.
-    patches = jnp.moveaxis(patches, (out_spec[0], out_spec[1], *out_spec[2:]), range(2 + nsp))
+    patches = _patches(x, lhs_spec, window, tuple(y_shape[d] for d in out_spec[2:]), p)
     n_b, c_in = patches.shape[0], w_shape[rhs_spec[1]] * groups
     spatial_out = tuple(y_shape[d] for d in out_spec[2:])
     patches = patches.reshape((n_b, groups, c_in // groups, *window, *spatial_out))
     o_total = w_shape[rhs_spec[0]]
     return _structure(eqn, patches, groups, window, o_total)
+
+
+def _patches(x, lhs_spec, window, out_spatial, p):
+    """Input patches ``(N, C, *window, *out_spatial)`` by strided slices of the padded input.
+
+    Slicing moves data only; ``lax.conv_general_dilated_patches`` would run a real convolution
+    with an identity kernel (C·k² output features), which costs more FLOPs than the NTK itself.
+    """
+    x = jnp.transpose(x, tuple(lhs_spec))  # (N, C, *spatial)
+    config = [(0, 0, 0), (0, 0, 0)] + [
+        (lo, hi, d - 1) for (lo, hi), d in zip(p["padding"], p["lhs_dilation"], strict=True)
+    ]
+    x = lax.pad(x, jnp.zeros((), x.dtype), config)
+    strides, rhs_dil = p["window_strides"], p["rhs_dilation"]
+    slices = []
+    for offset in itertools.product(*(range(k) for k in window)):
+        start = [0, 0] + [o * d for o, d in zip(offset, rhs_dil, strict=True)]
+        limit = [x.shape[0], x.shape[1]] + [
+            st + (n - 1) * s + 1 for st, n, s in zip(start[2:], out_spatial, strides, strict=True)
+        ]
+        slices.append(lax.slice(x, start, limit, [1, 1, *strides]))
+    stacked = jnp.stack(slices, axis=2)  # (N, C, prod(window), *out_spatial)
+    return stacked.reshape(x.shape[:2] + tuple(window) + tuple(out_spatial))
 
 
 def _structure(eqn, patches, groups, window, o_total):
