@@ -118,12 +118,12 @@ def _setup(model, shape=(8, 8, 3), dtype=jnp.float64):
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_flax_model(name):
     f, params, x1, x2 = _setup(MODELS[name]())
-    check_all(f, x1, x2, params)
+    check_all(f, x1, x2, params, against_jc=name == "vit")
 
 
 def test_flax_vit_float32_traced():
     f, params, x1, x2 = _setup(ViT(), dtype=jnp.float32)
-    check_all(f, x1, x2, params, dtype=jnp.float32, trace_axes=(-1,))
+    check_all(f, x1, x2, params, dtype=jnp.float32, against_jc=False, trace_axes=(-1,))
 
 
 @pytest.mark.slow
