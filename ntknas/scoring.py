@@ -244,6 +244,7 @@ def _run(model: _Model, options: ScoreOptions, input_shape) -> dict[str, float]:
     inputs = jnp.asarray(
         data.load_batch(options.data, options.batch, input_shape, options.seed), dtype
     )
+    t0 = time.perf_counter()
     variables = model.init(jax.random.PRNGKey(options.seed), inputs)
     variables = jax.tree.map(
         lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, variables
@@ -251,10 +252,15 @@ def _run(model: _Model, options: ScoreOptions, input_shape) -> dict[str, float]:
     params = variables["params"]
     state = {k: v for k, v in variables.items() if k != "params"}
     n_params = sum(math.prod(p.shape) for p in jax.tree.leaves(params))
+    init_seconds = time.perf_counter() - t0
     if model.kernel is None:
         _compile(model, options, params, state, inputs)
+    t0 = time.perf_counter()
     kernel = np.asarray(jax.block_until_ready(model.kernel(params, state, inputs)))
+    kernel_seconds = time.perf_counter() - t0
     out = proxies.kernel_proxies(kernel, n_params)
+    out["init_seconds"] = init_seconds
+    out["kernel_seconds"] = kernel_seconds
     out["params"] = n_params
     out["flops"] = model.forward_flops
     return out
@@ -271,16 +277,16 @@ def _compile(model: _Model, options: ScoreOptions, params, state, inputs) -> Non
     def kernel(params, state, inputs):
         return kernel_fn((inputs, state), None, params)
 
-    model.kernel = jax.jit(kernel).lower(params, state, inputs).compile()
+    lowered = jax.jit(kernel).lower(params, state, inputs)
+    model.kernel = lowered.compile()
     model.compile_seconds = time.perf_counter() - t0
-    if options.method == "auto":
+    if options.method == "auto":  # explain() is cached: this reads the choice made while tracing
         expl = ntk.explain(model.f, (inputs, state), None, params, vmap_axes=model.vmap_axes)
         model.method = expl.method
         model.ntk_flops = expl.estimates[expl.method].flops
     else:
         model.method = options.method
-        cost = jax.jit(kernel).lower(params, state, inputs).cost_analysis()
-        model.ntk_flops = _flops(cost)
+        model.ntk_flops = _flops(lowered.cost_analysis())
     one = jax.tree.map(lambda a: a[:1], inputs)
     fwd = jax.jit(lambda p, s, x: model.f(p, (x, s))).lower(params, state, one).cost_analysis()
     model.forward_flops = _flops(fwd)
@@ -309,9 +315,10 @@ def score(space, config: dict, **options) -> dict[str, Any]:
     Returns:
       A dict: ``space``, ``config``, ``description``; the proxies of
       :data:`ntknas.proxies.PROXIES` (``ntk_cond``, ``ntk_trace``, ..., ``params``, ``flops``);
-      and how they were obtained: ``method`` (what auto chose), ``ntk_flops``, ``seconds``,
-      ``compile_seconds``, ``batch``, ``data``, ``seed``, ``bn``, ``num_classes``,
-      ``input_shape``, ``dtype``.
+      and how they were obtained: ``method`` (what auto chose), ``ntk_flops``, ``seconds`` (all
+      of it), ``compile_seconds`` (0 when a compiled kernel was reused), ``init_seconds``,
+      ``kernel_seconds`` (running the compiled kernel), ``batch``, ``data``, ``seed``, ``bn``,
+      ``num_classes``, ``input_shape``, ``dtype``.
 
     Raises:
       ValueError: unknown space, a config outside the space, bad options.

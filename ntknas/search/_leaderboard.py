@@ -117,7 +117,7 @@ def render(df, fmt: str = "table", study=None, console=None) -> str | None:
     for c in cols:
         table.add_column(c, justify="left" if c in ("description", "method") else "right")
     for _, row in df.iterrows():
-        table.add_row(*[_cell(row[c]) for c in cols])
+        table.add_row(*[_cell(row.get(c)) for c in cols])
     (console or Console()).print(table)
     return None
 
