@@ -10,7 +10,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from . import _auto, _jacobian, _vector_products, structured
+from . import _auto, _jacobian, _jax_compat, _vector_products, structured
 from ._axes import OutputAxes
 from ._batching import Batching
 
@@ -91,21 +91,24 @@ def _leaf_fn(f, i):
     return f_i
 
 
-def _cache_key(f, trace_axes, diagonal_axes, vmap_axes, x1, x2, params):
-    def avals(t):
-        if t is None:
-            return None
-        leaves, tree = jax.tree.flatten(t)
-        return tree, tuple((tuple(a.shape), str(a.dtype)) for a in leaves)
+def _avals(t):
+    if t is None:
+        return None
+    leaves, tree = jax.tree.flatten(t)
+    return tree, tuple(
+        (tuple(a.shape), str(a.dtype), bool(getattr(a, "weak_type", False))) for a in leaves
+    )
 
+
+def _cache_key(f, trace_axes, diagonal_axes, vmap_axes, x1, x2, params):
     key = (
         f,
         tuple(np.atleast_1d(trace_axes).tolist()),
         tuple(np.atleast_1d(diagonal_axes).tolist()),
         repr(vmap_axes),
-        avals(x1),
-        avals(x2),
-        avals(params),
+        _avals(x1),
+        _avals(x2),
+        _avals(params),
         jax.default_backend(),
     )
     try:
@@ -116,6 +119,11 @@ def _cache_key(f, trace_axes, diagonal_axes, vmap_axes, x1, x2, params):
 
 
 _EXPLAIN_CACHE: dict[Any, _auto.Explanation] = {}
+# The chosen method's lowering, kept from explain() so that compiling it does not trace it again.
+_LOWERED: dict[Any, Any] = {}
+# Only close calls are lowered: a method whose model estimate exceeds this many times the best
+# estimate so far is not traced at all.
+_LOWER_WITHIN = 2.0
 
 
 def explain(
@@ -128,7 +136,9 @@ def explain(
 
     Returns:
       An :class:`Explanation`: ``.method`` (the chosen :class:`NtkMethod` value) and
-      ``.estimates`` (method -> FLOPs, bytes, estimated seconds, and where they came from).
+      ``.estimates`` (method -> FLOPs, bytes, estimated seconds, and where they came from:
+      ``"xla"`` for XLA's cost analysis of the lowered method, ``"model"`` for the paper's cost
+      model on XLA's forward-pass FLOPs where the method was too far behind to be worth lowering).
       Cached per (function, axes, shapes, dtypes): repeated calls cost nothing.
     """
     key = _cache_key(f, trace_axes, diagonal_axes, vmap_axes, x1, x2, params)
@@ -137,40 +147,46 @@ def explain(
     _check_arrays(params, "params")
     _check_arrays(x1, "x1")
     batching = Batching.make(vmap_axes)
-    out1, out2 = _output_shapes(f, x1, x2, params)
-    sizes = _sizes(f, x1, x2, params, out1, batching)
-    estimates = {}
-    for m in (NtkMethod.JACOBIAN_CONTRACTION, NtkMethod.NTK_VECTOR_PRODUCTS):
-        estimates[m.value] = _estimate(
-            f, m, trace_axes, diagonal_axes, batching, x1, x2, params, sizes
-        )
+    out1, _ = _output_shapes(f, x1, x2, params)
+    args = (x1, x2, params)
+    estimates, lowered = {}, {}
+
+    def lower(m):
+        fn = functools.partial(_compute, f, m, trace_axes, diagonal_axes, batching)
+        try:
+            lowered[m.value] = _auto.lower(fn, *args)
+        except NotImplementedError as e:
+            return _auto.Estimate(np.inf, np.inf, np.inf, f"error: {e}")
+        return _auto.estimate_lowered(lowered[m.value], m.value)
+
     if structured.AVAILABLE:
-        m = NtkMethod.STRUCTURED_DERIVATIVES
-        estimates[m.value] = _estimate(
-            f, m, trace_axes, diagonal_axes, batching, x1, x2, params, sizes
-        )
+        estimates[NtkMethod.STRUCTURED_DERIVATIVES.value] = lower(NtkMethod.STRUCTURED_DERIVATIVES)
+    sizes = _sizes(f, x1, x2, params, out1, batching)
+    for m in (NtkMethod.NTK_VECTOR_PRODUCTS, NtkMethod.JACOBIAN_CONTRACTION):
+        flops, nbytes = _auto.model_cost(m.value, *sizes)
+        est = _auto.estimate_model(flops, nbytes, m.value, "model")
+        best = min((e.seconds for e in estimates.values()), default=np.inf)
+        if est.seconds <= _LOWER_WITHIN * best:
+            est = lower(m)
+        estimates[m.value] = est
     result = _auto.Explanation(_auto.choose(estimates), estimates)
     if key is not None:
         _EXPLAIN_CACHE[key] = result
+        if result.method in lowered:
+            _LOWERED[key] = lowered[result.method]
     return result
 
 
 def _sizes(f, x1, x2, params, out1, batching):
-    n1 = batching.batch_size(x1) if batching.batched else 1
-    n2 = n1 if x2 is None else (batching.batch_size(x2) if batching.batched else 1)
-    o = sum(int(np.prod(o.shape)) for o in jax.tree.leaves(out1)) // max(n1, 1)
+    """(N1, N2, O per example, P, [FP] per example, itemsize) for the cost model."""
     p = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(params))
-    return n1, n2, o, p
-
-
-def _estimate(f, m, trace_axes, diagonal_axes, batching, x1, x2, params, sizes):
-    fn = functools.partial(_compute, f, m, trace_axes, diagonal_axes, batching)
-
-    def analytic():
-        n1, n2, o, p = sizes
-        return _auto.analytic_cost(m.value, n1, n2, o, p, fp=2.0 * p)
-
-    return _auto.estimate(fn, (x1, x2, params), analytic, m.value)
+    itemsize = max(np.dtype(o.dtype).itemsize for o in jax.tree.leaves(out1))
+    total = sum(int(np.prod(o.shape)) for o in jax.tree.leaves(out1))
+    n1 = batching.batch_size(x1) if batching.batched else 1
+    n2 = n1 if x2 is None or not batching.batched else batching.batch_size(x2)
+    cost = _auto.xla_cost(_auto.lower(f, params, x1))  # the forward pass on the x1 batch
+    fp = cost[0] / n1 if cost and cost[0] > 0 else 2.0 * p  # no XLA count: ~2 FLOPs/param
+    return n1, n2, total // n1, p, fp, itemsize
 
 
 def ntk_fn(
@@ -213,10 +229,29 @@ def ntk_fn(
 
     @jax.jit
     def run(x1, x2, params):
-        m = method
-        if m is NtkMethod.AUTO:
-            m = NtkMethod(explain(f, x1, x2, params, trace_axes, diagonal_axes, vmap_axes).method)
+        m = _resolve(x1, x2, params)
         return _compute(f, m, trace_axes, diagonal_axes, batching, x1, x2, params)
+
+    def _resolve(x1, x2, params) -> NtkMethod:
+        if method is not NtkMethod.AUTO:
+            return method
+        return NtkMethod(explain(f, x1, x2, params, trace_axes, diagonal_axes, vmap_axes).method)
+
+    executables: dict[Any, Any] = {}
+
+    def compiled(x1, x2, params):
+        """The compiled kernel for these shapes, reusing auto's lowering of the chosen method."""
+        key = _cache_key(f, trace_axes, diagonal_axes, vmap_axes, x1, x2, params)
+        if key is None:
+            return None
+        if key not in executables:
+            m = _resolve(x1, x2, params)
+            lowered = _LOWERED.pop(key, None) if method is NtkMethod.AUTO else None
+            if lowered is None:
+                fn = functools.partial(_compute, f, m, trace_axes, diagonal_axes, batching)
+                lowered = _auto.lower(fn, x1, x2, params)
+            executables[key] = lowered.compile()
+        return executables[key]
 
     def kernel_fn(x1, x2=None, params=None):
         _check_arrays(params, "params")
@@ -225,7 +260,10 @@ def ntk_fn(
             _check_arrays(x2, "x2")
             if jax.tree.structure(x1) != jax.tree.structure(x2):
                 raise ValueError("x1 and x2 must have the same pytree structure")
-        return run(x1, x2, params)
+        if _jax_compat.contains_tracer((x1, x2, params)):
+            return run(x1, x2, params)  # inside the caller's jit/vmap: trace as usual
+        exe = compiled(x1, x2, params)
+        return run(x1, x2, params) if exe is None else exe(x1, x2, params)
 
     kernel_fn.method = method
     return kernel_fn

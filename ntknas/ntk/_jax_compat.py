@@ -98,3 +98,16 @@ def bind(primitive: Any, invals: list, params: dict) -> list:
     """Applies a primitive; always returns a list (``multiple_results``: 0.10.x / 0.11.x)."""
     out = primitive.bind(*invals, **params)
     return list(out) if primitive.multiple_results else [out]
+
+
+# --- tracer detection (used by ntknas.ntk._api) ---------------------------------------------------
+# jax.core.Tracer is the base class of every tracer in jax 0.4 through 0.11 (0.10.x here, 0.11.x on
+# the GPU image); there is no public predicate for "is this value being traced".
+def contains_tracer(tree) -> bool:
+    """Whether any leaf of ``tree`` is a JAX tracer (we are inside jit/vmap/grad)."""
+    import jax
+
+    tracer = getattr(jax.core, "Tracer", None)
+    if tracer is None:  # a future JAX without jax.core.Tracer: take the always-correct traced path
+        return True
+    return any(isinstance(leaf, tracer) for leaf in jax.tree.leaves(tree))

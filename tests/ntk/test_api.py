@@ -200,3 +200,32 @@ def test_engine_imports_only_jax_and_numpy():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_repeated_calls_do_not_trace_again(fcn):
+    traces = []
+
+    def f(p, x):
+        traces.append(1)
+        return fcn.f(p, x)
+
+    kernel_fn = ntk.ntk_fn(f)
+    first = kernel_fn(fcn.x1, fcn.x2, fcn.params)
+    n = len(traces)
+    assert n > 0
+    second = kernel_fn(fcn.x1 * 0.5, fcn.x2 + 1.0, fcn.params)  # same shapes, new values
+    assert len(traces) == n
+    assert not np.allclose(first, second)
+    assert_close(
+        second, zoo.reference_kernel(fcn.f, fcn.params, fcn.x1 * 0.5, fcn.x2 + 1.0), np.float64
+    )
+
+
+def test_hopeless_methods_are_costed_by_the_model_without_tracing():
+    """A wide FCN with many logits: the Jacobian is far behind and is not lowered at all."""
+    c = zoo.relu_fcn(np.float32, depth=4, width=256, o=32, n1=4, n2=4)
+    e = ntk.explain(c.f, c.x1, c.x2, c.params)
+    assert e.method == "structured_derivatives"
+    assert e.estimates["structured_derivatives"].source == "xla"
+    jc = e.estimates["jacobian_contraction"]
+    assert jc.source == "model" and jc.seconds > 2 * e.estimates[e.method].seconds
