@@ -100,13 +100,18 @@ def vit_case(o: int, n: int = 8, seed: int = 0) -> Case | None:
     params = variables["params"]
     n_params = sum(a.size for a in jax.tree.leaves(params))
     return Case(
-        f"vit-small O={o}", f, params, x, dict(family="vit", W=n_params, O=o, N=n, config=config)
+        f"vit-small O={o} N={n}",
+        f,
+        params,
+        x,
+        dict(family="vit", W=n_params, O=o, N=n, config=config),
     )
 
 
 def _smallest_config(space):
     import optuna
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     configs = []
     for seed in range(64):
         trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed)).ask()
@@ -163,7 +168,9 @@ def cases(quick: bool) -> list[Case]:
     out = [fcn_case(w, o) for w in widths for o in outs]
     out += [cnn_case(o) for o in ((10,) if quick else (10, 100))]
     if not quick:
-        out += [c for c in (vit_case(10), vit_case(1000)) if c is not None]
+        # O=1000 at N=1: the per-example cotangents of every method are O times larger, and at N=8
+        # none of the three fits in 8 GB (XLA's estimate for structured derivatives: 49 GB).
+        out += [c for c in (vit_case(10), vit_case(1000, n=1)) if c is not None]
     return out
 
 
@@ -225,14 +232,21 @@ def table(rows: list[dict]) -> str:
         line = f"{name:22s}"
         for m in methods:
             r = per.get(m, {})
-            sec = f"{r['seconds']:.4f}" if "seconds" in r else r.get("status", "-")[:10]
+            status = r.get("status", "-")
+            sec = (
+                f"{r['seconds']:.4f}"
+                if "seconds" in r
+                else {"skipped: memory": "> mem"}.get(status, status[:10])
+            )
             mem = f"{r['peak_bytes'] / 1e9:.3f}" if "peak_bytes" in r else "-"
             line += f"{sec:>12s}{mem:>11s}"
         for m in ("ntk_vector_products", "structured_derivatives"):
             sp = per.get(m, {}).get("speedup_vs_jc", math.nan)
             line += f"{sp:7.1f}x" if np.isfinite(sp) else f"{'-':>8s}"
         r0 = next(iter(per.values()))
-        line += f"  {short.get(r0['auto_pick'], r0['auto_pick'])} ({r0['auto_slowdown']:.2f}x)"
+        slow = r0["auto_slowdown"]
+        slow = f"{slow:.2f}x" if np.isfinite(slow) else "not run"
+        line += f"  {short.get(r0['auto_pick'], r0['auto_pick'])} ({slow})"
         lines.append(line)
     return "\n".join(lines)
 
