@@ -40,3 +40,15 @@ def batch_norm(train: bool, name: str | None = None) -> nn.BatchNorm:
     ``batch_stats`` (the caller passes ``mutable=["batch_stats"]``).
     """
     return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name)
+
+
+def patchify(x, features: int, patch: int, name: str):
+    """Non-overlapping ``patch`` x ``patch`` patches of NHWC ``x``, embedded: (N, tokens, features).
+
+    Call from inside a compact ``__call__``: the conv becomes a submodule ``name`` of the caller.
+    """
+    n, height, width, _ = x.shape
+    if height % patch or width % patch:
+        raise ValueError(f"input {height}x{width} is not a multiple of patch_size={patch}")
+    x = nn.Conv(features, (patch, patch), strides=(patch, patch), padding="VALID", name=name)(x)
+    return x.reshape(n, -1, features)

@@ -27,6 +27,7 @@ from ._base import (
     check_mapping,
     register,
 )
+from ._layers import patchify
 
 PATCH_SIZES = (4, 8, 16)
 MIN_DEPTH, MAX_DEPTH = 2, 12
@@ -67,12 +68,7 @@ class MlpMixer(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         del train  # no BatchNorm, no dropout
-        n, height, width, _ = x.shape
-        p = self.patch_size
-        if height % p or width % p:
-            raise ValueError(f"input {height}x{width} is not a multiple of patch_size={p}")
-        x = nn.Conv(self.hidden_dim, (p, p), strides=(p, p), padding="VALID", name="stem")(x)
-        x = x.reshape(n, -1, self.hidden_dim)  # (n, tokens, hidden)
+        x = patchify(x, self.hidden_dim, self.patch_size, name="stem")  # (n, tokens, hidden)
         for i in range(self.depth):
             x = MixerBlock(self.tokens_mlp_dim, self.channels_mlp_dim, name=f"block_{i}")(x)
         x = jnp.mean(nn.LayerNorm(name="pre_head_layer_norm")(x), axis=1)

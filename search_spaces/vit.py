@@ -54,6 +54,7 @@ from ._base import (
     register,
     run_length,
 )
+from ._layers import patchify
 
 HEAD_DIM = 64
 _PATCH_CANDIDATES = (16, 8, 4, 2, 1)
@@ -126,12 +127,8 @@ class VisionTransformer(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         del train  # no BatchNorm, no dropout
-        n, height, width, _ = x.shape
-        p = self.patch_size
-        if height % p or width % p:
-            raise ValueError(f"input {height}x{width} is not a multiple of patch_size={p}")
-        x = nn.Conv(self.embed_dim, (p, p), strides=(p, p), padding="VALID", name="patch_embed")(x)
-        x = x.reshape(n, -1, self.embed_dim)  # (n, tokens, D)
+        n = x.shape[0]
+        x = patchify(x, self.embed_dim, self.patch_size, name="patch_embed")  # (n, tokens, D)
         cls = self.param("cls_token", nn.initializers.zeros, (1, 1, self.embed_dim))
         x = jnp.concatenate([jnp.broadcast_to(cls, (n, 1, self.embed_dim)).astype(x.dtype), x], 1)
         x = x + self.param("pos_embed", _init, (1, x.shape[1], self.embed_dim))
