@@ -124,8 +124,9 @@ def _console():
 # --- commands -----------------------------------------------------------------------------------
 
 
-def _search_args(p: argparse.ArgumentParser) -> None:
+def _search_args(p: argparse.ArgumentParser, leaderboard: bool = True) -> None:
     from ntknas.search import DEFAULT_STORAGE, sampler_names
+    from ntknas.search._storage import DEFAULT_HEARTBEAT
 
     p.add_argument("--space", required=True, help="search space (see `ntknas spaces`)")
     p.add_argument("--trials", type=int, default=20, help="trials to run now (default 20)")
@@ -138,7 +139,10 @@ def _search_args(p: argparse.ArgumentParser) -> None:
         "--sampler", choices=sampler_names(), default="tpe", help="Optuna sampler (default tpe)"
     )
     p.add_argument(
-        "--storage", default=DEFAULT_STORAGE, help="Optuna storage URL (default %(default)s)"
+        "--storage",
+        default=DEFAULT_STORAGE,
+        help="Optuna storage: sqlite:///F.db (default %(default)s; one process), journal:F.log "
+        "(processes on one machine), postgresql://USER@HOST/DB (many machines)",
     )
     p.add_argument(
         "--study", default=None, help="study name (default SPACE-OBJECTIVE); rerun to resume"
@@ -146,19 +150,50 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-params", type=int, default=None, help="constraint: at most this many parameters"
     )
-    p.add_argument("--top", type=int, default=10, help="leaderboard rows to print (default 10)")
+    if leaderboard:
+        p.add_argument("--top", type=int, default=10, help="leaderboard rows (default 10)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = p.add_argument_group("workers (share a study: --storage journal:FILE.log or postgresql://)")
+    g.add_argument("--jobs", type=int, default=1, help="worker processes on this machine")
+    g.add_argument(
+        "--heartbeat", type=int, default=DEFAULT_HEARTBEAT, help="seconds between heartbeats"
+    )
+    g.add_argument(
+        "--grace", type=int, default=None, help="seconds without one until a trial is retried"
+    )
     _scoring_args(p)
 
 
 @command("search", _search_args)
 def _search(args) -> int:
     """Search a space: Optuna proposes, the full O×O NTK scores; ends with the leaderboard."""
+    from ntknas.search import leaderboard, render
+
+    console = _console()
+    study, code = _run_search(args, console)
+    if study is None:
+        return code
+    _print_summary(study, console)
+    render(leaderboard(study, top=args.top), "table", study=study, console=console)
+    return code
+
+
+@command("worker", lambda p: _search_args(p, leaderboard=False))
+def _worker(args) -> int:
+    """Join a study as a worker (run it on many machines): a search without the leaderboard."""
+    console = _console()
+    study, code = _run_search(args, console)
+    if study is not None:
+        _print_summary(study, console)
+    return code
+
+
+def _run_search(args, console):
+    """Runs ``ntknas.search`` for ``search`` and ``worker``: (study or None, exit code)."""
     import ntknas
-    from ntknas.search import leaderboard, load_study, open_storage, render
+    from ntknas.search import load_study, open_storage
 
     space = _space(args.space)
-    console = _console()
     interrupted = False
     options = _score_options(args, space)  # its seed also seeds the sampler
     try:
@@ -172,20 +207,21 @@ def _search(args) -> int:
             max_params=args.max_params,
             progress=not args.no_progress,
             console=console,
+            jobs=args.jobs,
+            heartbeat=args.heartbeat,
+            grace=args.grace,
             **options,
         )
     except KeyboardInterrupt:
         interrupted = True
         if args.storage == "memory":
-            return 130
+            return None, 130
         from ntknas.search import parse_objective
         from ntknas.search._objective import objective_str
 
         name = args.study or f"{space.name}-{objective_str(parse_objective(args.objective))}"
         study = load_study(open_storage(args.storage), name)
-    _print_summary(study, console)
-    render(leaderboard(study, top=args.top), "table", study=study, console=console)
-    return 130 if interrupted else 0
+    return study, 130 if interrupted else 0
 
 
 def _print_summary(study, console) -> None:
@@ -197,7 +233,8 @@ def _print_summary(study, console) -> None:
         f"study {study.study_name}: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
     )
     for t in failed[-3:]:
-        console.print(f"  trial {t.number} failed: {t.user_attrs.get('fail_reason', 'unknown')}")
+        reason = t.user_attrs.get("fail_reason", "its worker stopped (no heartbeat)")
+        console.print(f"  trial {t.number} failed: {reason}")
 
 
 def _leaderboard_args(p: argparse.ArgumentParser) -> None:

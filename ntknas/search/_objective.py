@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from .. import proxies
 
+_WAIT_SECONDS = 0.5  # polling for a duplicate that another worker is scoring
 _DIRECTIONS = {"min": "minimize", "minimize": "minimize", "max": "maximize", "maximize": "maximize"}
 
 
@@ -90,16 +92,34 @@ class Objective:
         self.space, self.targets, self.scorer, self.options = space, targets, scorer, options
         self.max_params = max_params
         self.on_fail = on_fail
-        self._seen: dict[str, tuple[int, dict[str, Any]]] | None = None
+        self.on_wait = None  # called while waiting on a duplicate (a worker fails dead peers)
+        self._seen: dict[str, tuple[int, dict[str, Any]]] = {}
 
-    def _lookup(self, study, key: str):
-        if self._seen is None:  # scores of an earlier run of this study, read once
-            self._seen = {}
-            for t in study.get_trials(deepcopy=False):
-                if t.state.name == "COMPLETE" and "config" in t.user_attrs:
-                    if "ntk_cond" in t.user_attrs:
-                        self._seen.setdefault(t.user_attrs["config"], (t.number, t.user_attrs))
-        return self._seen.get(key)
+    def _lookup(self, trial, key: str):
+        """Scores of ``key`` from this study, read from the storage now (other workers may have
+        scored it since the search began); if an earlier trial is scoring it right now, wait for
+        that one rather than compute the same kernel twice."""
+        from optuna.trial import TrialState
+
+        while True:
+            if key in self._seen:
+                return self._seen[key]
+            running = False
+            for t in trial.study.get_trials(
+                deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)
+            ):
+                if t.user_attrs.get("config") != key or t.number == trial.number:
+                    continue
+                if t.state == TrialState.COMPLETE and "ntk_cond" in t.user_attrs:
+                    self._seen[key] = (t.user_attrs.get("reused_from", t.number), t.user_attrs)
+                    return self._seen[key]
+                # Only wait on an earlier trial: two duplicates never wait on each other.
+                running |= t.state == TrialState.RUNNING and t.number < trial.number
+            if not running:
+                return None
+            if self.on_wait is not None:
+                self.on_wait()  # a dead peer's trial is failed after its grace period
+            time.sleep(_WAIT_SECONDS)
 
     def __call__(self, trial) -> float | list[float]:
         from ..scoring import apply_overrides, canonical_json
@@ -116,7 +136,7 @@ class Objective:
                     trial.set_user_attr("params", n)
                     trial.set_user_attr("infeasible", f"params {n} > max_params {self.max_params}")
                     return self._values({"params": n}, fill_worst=True)
-            seen = self._lookup(trial.study, key)
+            seen = self._lookup(trial, key)
             if seen is not None:
                 number, attrs = seen
                 scores = {k: v for k, v in attrs.items() if k not in ("reused_from",)}

@@ -36,8 +36,10 @@ def make_sampler(name: str, space, seed: int):
 def _tpe(space, seed):
     import optuna
 
-    # multivariate TPE models the joint choices (depth with per-layer widths) far better.
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    # multivariate TPE models the joint choices (depth with per-layer widths) far better; the
+    # constant liar counts trials running in other workers as bad, so parallel workers spread out
+    # instead of proposing the same point (one process: no other trial runs, nothing changes).
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
 
 
 @_sampler("random")
@@ -74,7 +76,13 @@ def _qmc(space, seed):
 def _grid(space, seed):
     import optuna
 
-    return optuna.samplers.GridSampler(grid_search_space(space), seed=seed)
+    class _Grid(optuna.samplers.GridSampler):
+        # Optuna's grid calls study.stop() when the grid is covered, which only works inside
+        # study.optimize; our workers ask and tell themselves and check is_exhausted instead.
+        def after_trial(self, study, trial, state, values):
+            pass
+
+    return _Grid(grid_search_space(space), seed=seed)
 
 
 def probe_distributions(space, probes: int = 512) -> dict:

@@ -97,3 +97,19 @@ class InterruptAt(Tiny):
         if trial.number == self.at:
             os.kill(os.getpid(), signal.SIGINT)
         return super().suggest(trial)
+
+
+class Slow(Tiny):
+    """Like Tiny, but drawing a candidate takes ``seconds``: a wide window to kill a worker in
+    mid-candidate (drawing is part of the trial, so heartbeats run meanwhile)."""
+
+    name = "slow"
+
+    def __init__(self, seconds: float = 1.5):
+        self.seconds = seconds
+
+    def suggest(self, trial):
+        import time
+
+        time.sleep(self.seconds)
+        return super().suggest(trial)

@@ -1,0 +1,170 @@
+"""Heartbeats: a worker that dies mid-candidate leaves its trial to be failed and retried.
+
+A running trial is refreshed every ``heartbeat`` seconds by a thread of the worker scoring it.
+When a worker is killed (SIGKILL, out of memory, a preempted machine), the heartbeats stop; after
+``grace`` seconds another worker marks the trial FAIL and re-queues it as a WAITING trial with the
+same parameters (:func:`retry_stale_trial`), which the next free worker runs.
+
+RDB storages use Optuna's own heartbeat table (server time, so machines need not agree on the
+clock). Optuna's journal storage has no heartbeat, so :class:`HeartbeatJournalStorage` records one
+as a trial system attribute (this machine's clock: meant for processes on one machine).
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+
+# Imported only when a storage is opened (``ntknas.search`` stays light to import).
+from optuna.storages import JournalStorage
+
+RUN_ATTR = "ntknas:run"  # system attribute: the run (one command's budget) a trial counts for
+WORKER_ATTR = "ntknas:worker"  # system attribute: "host:pid" of the process scoring the trial
+BEAT_ATTR = "ntknas:heartbeat"  # system attribute (journal only): time.time() of the last beat
+MAX_RETRY = 3  # a candidate that kills its worker this many times stays failed
+
+
+def retry_stale_trial(study, trial) -> None:
+    """Re-queues a trial whose worker died: a WAITING copy with the same parameters.
+
+    The copy keeps the trial's run, so it replaces the dead trial in that run's budget, and
+    records ``failed_trial`` (the first trial of the chain) and ``retry_history`` as Optuna's
+    ``RetryFailedTrialCallback`` does. A trial that no run claimed is not retried (no budget counts
+    it), nor one already retried :data:`MAX_RETRY` times.
+    """
+    import optuna
+
+    attrs = dict(trial.system_attrs)
+    if RUN_ATTR not in attrs:
+        return
+    history = [*attrs.get("retry_history", []), trial.number]
+    if len(history) > MAX_RETRY:
+        return
+    for key in (BEAT_ATTR, WORKER_ATTR):
+        attrs.pop(key, None)
+    attrs["failed_trial"] = attrs.get("failed_trial", trial.number)
+    attrs["retry_history"] = history
+    study.add_trial(
+        optuna.create_trial(
+            state=optuna.trial.TrialState.WAITING,
+            params=trial.params,
+            distributions=trial.distributions,
+            system_attrs=attrs,
+        )
+    )
+
+
+class HeartbeatJournalStorage(JournalStorage):
+    """Optuna's journal-file storage with heartbeats kept as trial system attributes.
+
+    Args:
+      path: the journal file (created if missing).
+      heartbeat: seconds between beats, or None for none.
+      grace: seconds without a beat after which a running trial is stale.
+    """
+
+    def __init__(self, path: str, heartbeat: int | None = None, grace: int | None = None):
+        from optuna.storages.journal import JournalFileBackend
+
+        super().__init__(JournalFileBackend(path))
+        self.path = path
+        self.heartbeat = heartbeat
+        self.grace = grace
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        self.set_trial_system_attr(trial_id, BEAT_ATTR, time.time())
+
+    def stale_trial_ids(self, study_id: int) -> list[int]:
+        """Running trials of the study whose last beat is older than ``grace`` seconds."""
+        from optuna.trial import TrialState
+
+        if self.heartbeat is None:
+            return []
+        now = time.time()
+        running = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
+        return [
+            self.get_trial_id_from_study_id_trial_number(study_id, t.number)
+            for t in running
+            if BEAT_ATTR in t.system_attrs and now - t.system_attrs[BEAT_ATTR] > self.grace
+        ]
+
+
+def heartbeat_interval(storage) -> int | None:
+    """Seconds between beats for ``storage``, or None when it has no heartbeats."""
+    if isinstance(storage, HeartbeatJournalStorage):
+        return storage.heartbeat
+    return getattr(storage, "heartbeat_interval", None)
+
+
+def grace_period(storage) -> int | None:
+    if isinstance(storage, HeartbeatJournalStorage):
+        return storage.grace
+    return getattr(storage, "grace_period", None)
+
+
+def beat(storage, trial_id: int) -> None:
+    """Records that the trial's worker is alive (no-op for storages without heartbeats)."""
+    if heartbeat_interval(storage) is not None:
+        storage.record_heartbeat(trial_id)
+
+
+def fail_stale_trials(study, storage) -> int:
+    """Fails the study's trials whose worker stopped beating, and re-queues them.
+
+    Returns:
+      How many trials were failed.
+    """
+    import warnings
+
+    import optuna
+    from optuna.trial import TrialState
+
+    if heartbeat_interval(storage) is None:
+        return 0
+    study_id = storage.get_study_id_from_name(study.study_name)
+    if not isinstance(storage, HeartbeatJournalStorage):
+        before = len(storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.FAIL,)))
+        with warnings.catch_warnings():  # "experimental" in Optuna: known
+            warnings.simplefilter("ignore")
+            optuna.storages.fail_stale_trials(study)  # calls retry_stale_trial per failed trial
+        after = len(storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.FAIL,)))
+        return after - before
+    failed = 0
+    for trial_id in storage.stale_trial_ids(study_id):
+        try:
+            storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:  # it finished after all
+            continue
+        failed += 1
+        retry_stale_trial(study, copy.deepcopy(storage.get_trial(trial_id)))
+    return failed
+
+
+class HeartbeatThread:
+    """Beats for one trial every ``heartbeat`` seconds while the ``with`` block runs."""
+
+    def __init__(self, storage, trial_id: int):
+        self.storage, self.trial_id = storage, trial_id
+        self.interval = heartbeat_interval(storage)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                beat(self.storage, self.trial_id)
+            except Exception:  # finished meanwhile, or a transient database error: try again
+                pass
+
+    def __enter__(self):
+        if self.interval is not None:
+            self._thread = threading.Thread(target=self._run, daemon=True, name="heartbeat")
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+        return False
