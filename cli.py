@@ -129,7 +129,9 @@ def _search_args(p: argparse.ArgumentParser, leaderboard: bool = True) -> None:
     from ntknas.search._storage import DEFAULT_HEARTBEAT
 
     p.add_argument("--space", required=True, help="search space (see `ntknas spaces`)")
-    p.add_argument("--trials", type=int, default=20, help="trials to run now (default 20)")
+    p.add_argument(
+        "--trials", type=int, default=20, help="trials to add now, all --jobs together (default 20)"
+    )
     p.add_argument(
         "--objective",
         default="ntk_cond:min",
