@@ -3,7 +3,10 @@
 Compiled work is cached per model: two candidates that build equal Flax modules (same shapes and
 hyperparameters) at the same batch shape share one compiled initializer, one compiled kernel and one
 forward-cost analysis; parameters, BatchNorm state and inputs are arguments, never constants, so a
-new seed or a new data draw reruns the compiled code without tracing again.
+new seed or a new data draw reruns the compiled code without tracing again. A space with a shared
+graph (:meth:`search_spaces.SearchSpace.shared_graph`, e.g. nb201) can go further
+(``Scorer(shared_graphs=True)``): the architecture itself is an input array, so one compiled
+kernel scores every config; the parameter count and FLOPs are still the config's own network's.
 
 Example:
   >>> import ntknas
@@ -125,7 +128,8 @@ class _Model:
     f: Any  # f(params, (inputs, state)) -> (N, O)
     vmap_axes: Any
     init: Any  # init(key, inputs) -> variables
-    kernel: Any = None  # compiled kernel(params, state, inputs) -> (N, N, O, O)
+    kernel: Any = None  # compiled kernel(params, state, inputs, *arch) -> (N, N, O, O)
+    shared: Any = None  # the space's SharedGraph when the architecture is an input
     compile_seconds: float = 0.0
     forward_flops: float | None = None
     method: str | None = None
@@ -138,12 +142,19 @@ class Scorer:
 
     Args:
       max_models: how many compiled models to keep (least recently used are dropped).
+      shared_graphs: score through a space's shared graph when it has one: the same scores and
+        one compilation for the whole space, but that compilation is slow (nb201 with structured
+        derivatives: minutes, against ~20 s per standalone cell) and each kernel computes every
+        op, so it pays off from a few dozen configs on (``ntknas compare``, studies). False
+        builds and compiles each config's own network.
     """
 
-    def __init__(self, max_models: int = 32):
+    def __init__(self, max_models: int = 32, shared_graphs: bool = False):
         self._models: collections.OrderedDict = collections.OrderedDict()
         self._results: dict = {}
+        self._flops: dict = {}
         self.max_models = max_models
+        self.shared_graphs = shared_graphs
 
     def score(self, space, config: dict, options: ScoreOptions | None = None) -> dict[str, Any]:
         """Every proxy of one config (see :func:`score`)."""
@@ -159,7 +170,9 @@ class Scorer:
         num_classes = options.num_classes or space.default_num_classes
         input_shape = options.input_shape or tuple(space.default_input_shape)
         model, cached = self._model(space, config, num_classes, input_shape, options)
-        scores = _run(model, options, input_shape)
+        scores = _run(model, options, input_shape, config)
+        if model.shared is not None:
+            scores["flops"] = self._own_flops(space, config, num_classes, input_shape, options)
         result = {
             "space": space.name,
             "config": config,
@@ -192,49 +205,83 @@ class Scorer:
         shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), x)
         return sum(math.prod(a.shape) for a in jax.tree.leaves(shapes["params"]))
 
+    def _own_flops(self, space, config, num_classes, input_shape, options) -> float | None:
+        """Forward FLOPs per example of the config's own network (cached; shape-only tracing)."""
+        import jax
+
+        key = (
+            space.name,
+            canonical_json(config),
+            num_classes,
+            tuple(input_shape),
+            options.bn,
+            options.float64,
+        )
+        if key not in self._flops:
+            module = space.build(config, num_classes=num_classes, input_shape=input_shape)
+            f = _make_model(module, options).f
+            x = jax.ShapeDtypeStruct(
+                (1, *input_shape), np.float64 if options.float64 else np.float32
+            )
+            variables = jax.eval_shape(module.init, jax.random.PRNGKey(0), x)
+            variables = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, x.dtype), variables)
+            params = variables["params"]
+            state = {k: v for k, v in variables.items() if k != "params"}
+            cost = jax.jit(lambda p, s, x: f(p, (x, s))).lower(params, state, x).cost_analysis()
+            self._flops[key] = _flops(cost)
+        return self._flops[key]
+
     def _model(self, space, config, num_classes, input_shape, options):
-        module = space.build(config, num_classes=num_classes, input_shape=input_shape)
         dtype = "float64" if options.float64 else "float32"
         shapes = (tuple(input_shape), options.batch, options.bn, dtype, options.method)
-        try:
-            key = (type(module), module, shapes)
-            hash(key)
-        except TypeError:  # an unhashable module: fall back to the config itself
-            key = (space.name, canonical_json(config), num_classes, shapes)
+        shared = space.shared_graph(num_classes, input_shape) if self.shared_graphs else None
+        if shared is not None:
+            module = shared.module
+            key = ("shared graph", space.name, num_classes, shapes)
+        else:
+            module = space.build(config, num_classes=num_classes, input_shape=input_shape)
+            try:
+                key = (type(module), module, shapes)
+                hash(key)
+            except TypeError:  # an unhashable module: fall back to the config itself
+                key = (space.name, canonical_json(config), num_classes, shapes)
         if key in self._models:
             self._models.move_to_end(key)
             return self._models[key], True
-        model = _make_model(module, options)
+        model = _make_model(module, options, shared)
         self._models[key] = model
         while len(self._models) > self.max_models:
             self._models.popitem(last=False)
         return model, False
 
 
-def _make_model(module, options: ScoreOptions) -> _Model:
+def _make_model(module, options: ScoreOptions, shared=None) -> _Model:
+    """``f(params, (inputs, state[, arch]))``: ``arch`` is there for a shared graph only."""
     if options.bn == "eval":
 
         def f(params, xs):
-            inputs, state = xs
-            return module.apply({"params": params, **state}, inputs)
+            inputs, state, *arch = xs
+            return module.apply({"params": params, **state}, inputs, *arch)
 
-        vmap_axes = ((0, None), 0)  # inputs batched, BatchNorm state shared
+        # inputs batched; BatchNorm state (and the architecture) shared by all examples
+        vmap_axes = ((0, None) if shared is None else (0, None, None), 0)
     else:
 
         def f(params, xs):
-            inputs, state = xs
+            inputs, state, *arch = xs
             out, _ = module.apply(
-                {"params": params, **state}, inputs, train=True, mutable=["batch_stats"]
+                {"params": params, **state}, inputs, *arch, train=True, mutable=["batch_stats"]
             )
             return out
 
         vmap_axes = None  # batch statistics couple the examples
     # Eager init, on purpose: XLA compiles a jitted ViT-S init in ~10 s (per architecture), while
     # eager ops are compiled per shape, and candidates of one space share a handful of layer shapes.
-    return _Model(module=module, f=f, vmap_axes=vmap_axes, init=module.init)
+    init = module.init if shared is None else shared.init
+    return _Model(module=module, f=f, vmap_axes=vmap_axes, init=init, shared=shared)
 
 
-def _run(model: _Model, options: ScoreOptions, input_shape) -> dict[str, float]:
+def _run(model: _Model, options: ScoreOptions, input_shape, config) -> dict[str, float]:
     import jax
     import jax.numpy as jnp
 
@@ -245,18 +292,20 @@ def _run(model: _Model, options: ScoreOptions, input_shape) -> dict[str, float]:
         data.load_batch(options.data, options.batch, input_shape, options.seed), dtype
     )
     t0 = time.perf_counter()
-    variables = model.init(jax.random.PRNGKey(options.seed), inputs)
-    variables = jax.tree.map(
-        lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, variables
-    )
+    variables = _init(model, options.seed, inputs, dtype)
     params = variables["params"]
     state = {k: v for k, v in variables.items() if k != "params"}
-    n_params = sum(math.prod(p.shape) for p in jax.tree.leaves(params))
+    arch = ()
+    own_params = params
+    if model.shared is not None:  # the config's own parameters are a slice of the shared ones
+        arch = (jnp.asarray(model.shared.encode(config), dtype),)
+        own_params = model.shared.select(variables, config)["params"]
+    n_params = sum(math.prod(p.shape) for p in jax.tree.leaves(own_params))
     init_seconds = time.perf_counter() - t0
     if model.kernel is None:
-        _compile(model, options, params, state, inputs)
+        _compile(model, options, params, state, inputs, arch)
     t0 = time.perf_counter()
-    kernel = np.asarray(jax.block_until_ready(model.kernel(params, state, inputs)))
+    kernel = np.asarray(jax.block_until_ready(model.kernel(params, state, inputs, *arch)))
     kernel_seconds = time.perf_counter() - t0
     out = proxies.kernel_proxies(kernel, n_params)
     out["init_seconds"] = init_seconds
@@ -266,7 +315,26 @@ def _run(model: _Model, options: ScoreOptions, input_shape) -> dict[str, float]:
     return out
 
 
-def _compile(model: _Model, options: ScoreOptions, params, state, inputs) -> None:
+def _init(model: _Model, seed: int, inputs, dtype) -> dict:
+    """Initial variables in ``dtype``; a shared graph's are kept per seed (one fits all configs)."""
+    import jax
+    import jax.numpy as jnp
+
+    key = (seed, inputs.shape, jnp.dtype(dtype).name)
+    if key in model.extra:
+        return model.extra[key]
+    variables = model.init(jax.random.PRNGKey(seed), inputs)
+    variables = jax.tree.map(
+        lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, variables
+    )
+    if model.shared is not None:
+        while len(model.extra) >= 4:
+            model.extra.pop(next(iter(model.extra)))
+        model.extra[key] = variables
+    return variables
+
+
+def _compile(model: _Model, options: ScoreOptions, params, state, inputs, arch=()) -> None:
     import jax
 
     from . import ntk
@@ -274,19 +342,22 @@ def _compile(model: _Model, options: ScoreOptions, params, state, inputs) -> Non
     t0 = time.perf_counter()
     kernel_fn = ntk.ntk_fn(model.f, method=options.method, vmap_axes=model.vmap_axes)
 
-    def kernel(params, state, inputs):
-        return kernel_fn((inputs, state), None, params)
+    def kernel(params, state, inputs, *arch):
+        return kernel_fn((inputs, state, *arch), None, params)
 
-    lowered = jax.jit(kernel).lower(params, state, inputs)
+    lowered = jax.jit(kernel).lower(params, state, inputs, *arch)
     model.kernel = lowered.compile()
     model.compile_seconds = time.perf_counter() - t0
     if options.method == "auto":  # explain() is cached: this reads the choice made while tracing
-        expl = ntk.explain(model.f, (inputs, state), None, params, vmap_axes=model.vmap_axes)
+        xs = (inputs, state, *arch)
+        expl = ntk.explain(model.f, xs, None, params, vmap_axes=model.vmap_axes)
         model.method = expl.method
         model.ntk_flops = expl.estimates[expl.method].flops
     else:
         model.method = options.method
         model.ntk_flops = _flops(lowered.cost_analysis())
+    if model.shared is not None:
+        return  # the shared graph's FLOPs are not the config's: Scorer._own_flops counts those
     one = jax.tree.map(lambda a: a[:1], inputs)
     fwd = jax.jit(lambda p, s, x: model.f(p, (x, s))).lower(params, state, one).cost_analysis()
     model.forward_flops = _flops(fwd)

@@ -10,6 +10,7 @@ from . import nb201 as nb201  # noqa: F401  (registers "nb201")
 from . import resnet as resnet  # noqa: F401  (registers "resnet")
 from . import vit as vit  # noqa: F401  (registers "vit-small", "vit-tiny")
 from ._base import SearchSpace as SearchSpace
+from ._base import SharedGraph as SharedGraph
 from ._base import get_space as get_space
 from ._base import list_spaces as list_spaces
 from ._base import register as register

@@ -24,10 +24,36 @@ from __future__ import annotations
 import abc
 import numbers
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 Config = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SharedGraph:
+    """One Flax module that computes every architecture of a space, the choice an input array.
+
+    Scoring many configs then traces and compiles once: the architecture is an argument of the
+    compiled kernel, not a constant. For every config of the space and any ``key`` and ``x``:
+    ``select(init(key, x), config)`` equals ``space.build(config).init(key, x)`` (same tree and
+    values), and ``module.apply(init(key, x), x, encode(config), train=t)`` equals the built
+    module's output, so the NTK over all shared parameters is the config's own NTK (parameters of
+    unused choices get exactly zero gradient).
+
+    Attributes:
+      module: ``__call__(x, arch, train=False)`` -> logits ``(N, num_classes)``.
+      init: ``init(key, x)`` -> the shared variables (``params``, ``batch_stats``, ..).
+      encode: ``encode(config)`` -> the ``arch`` array (numpy) of a config.
+      select: ``select(variables, config)`` -> that config's own variables.
+    """
+
+    module: Any
+    init: Callable
+    encode: Callable[[Config], Any]
+    select: Callable[[dict, Config], dict]
+
 
 _REGISTRY: dict[str, type[SearchSpace]] = {}
 
@@ -65,6 +91,12 @@ class SearchSpace(abc.ABC):
     @abc.abstractmethod
     def describe(self, config: Config) -> str:
         """A short one-line description for leaderboards."""
+
+    def shared_graph(
+        self, num_classes: int | None = None, input_shape: Sequence[int] | None = None
+    ) -> SharedGraph | None:
+        """All configs as one module (see :class:`SharedGraph`), or None if the space has none."""
+        return None
 
     def enumerate(self) -> Iterator[Config]:
         """Every config of a finite space, in a fixed order."""

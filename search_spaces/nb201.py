@@ -22,8 +22,17 @@ from collections.abc import Iterator
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from ._base import Config, SearchSpace, check_fields, check_mapping, gather_layers, register
+from ._base import (
+    Config,
+    SearchSpace,
+    SharedGraph,
+    check_fields,
+    check_mapping,
+    gather_layers,
+    register,
+)
 from ._layers import batch_norm, conv, torch_default_init
 
 OPS = ("skip_connect", "none", "nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3")
@@ -34,14 +43,29 @@ STAGE_CHANNELS = (16, 32, 64)
 CELLS_PER_STAGE = 5
 
 
+# NASWOT (Mellor et al., 2021) reads the binary codes of every ReLU's input. Modules sow, per ReLU,
+# the (N, N) similarity c cᵀ + (1 - c)(1 - c)ᵀ of the codes c into this collection when it is
+# mutable in an apply (see ntknas.proxies.naswot); otherwise, and in init, nothing is computed.
+NASWOT_COLLECTION = "naswot"
+
+
+def relu(module: nn.Module, x: jax.Array, weight: jax.Array | float = 1.0) -> jax.Array:
+    """``nn.relu(x)``, sowing the NASWOT code similarity of ``x`` times ``weight`` if asked."""
+    if module.is_mutable_collection(NASWOT_COLLECTION) and not module.is_initializing():
+        codes = (x > 0).reshape(x.shape[0], -1).astype(x.dtype)  # (N, D)
+        similarity = codes @ codes.T + (1.0 - codes) @ (1.0 - codes).T  # (N, N)
+        module.sow(NASWOT_COLLECTION, "relu_codes", weight * similarity)
+    return nn.relu(x)
+
+
 class ReLUConvBN(nn.Module):
     features: int
     kernel: int
     stride: int = 1
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        x = conv(self.features, self.kernel, self.stride)(nn.relu(x))
+    def __call__(self, x: jax.Array, train: bool, weight: jax.Array | float = 1.0) -> jax.Array:
+        x = conv(self.features, self.kernel, self.stride)(relu(self, x, weight))
         return batch_norm(train)(x)
 
 
@@ -55,9 +79,14 @@ def _apply_op(module: nn.Module, op: str, x: jax.Array, train: bool, name: str) 
         return ReLUConvBN(c, 3, parent=module, name=name)(x, train)
     if op == "nor_conv_1x1":
         return ReLUConvBN(c, 1, parent=module, name=name)(x, train)
-    if op == "avg_pool_3x3":  # PyTorch AvgPool2d(3, 1, 1, count_include_pad=False)
-        return nn.avg_pool(x, (3, 3), (1, 1), padding=((1, 1), (1, 1)), count_include_pad=False)
+    if op == "avg_pool_3x3":
+        return _avg_pool_3x3(x)
     raise ValueError(f"op={op!r} is not allowed; allowed values: {list(OPS)}")
+
+
+def _avg_pool_3x3(x: jax.Array) -> jax.Array:
+    """PyTorch AvgPool2d(3, 1, 1, count_include_pad=False)."""
+    return nn.avg_pool(x, (3, 3), (1, 1), padding=((1, 1), (1, 1)), count_include_pad=False)
 
 
 class Cell(nn.Module):
@@ -78,6 +107,38 @@ class Cell(nn.Module):
         return nodes[-1]
 
 
+CONV_OPS = ("nor_conv_3x3", "nor_conv_1x1")
+
+
+class MixedCell(nn.Module):
+    """A cell whose every edge computes all five ops and mixes them by an input weight array.
+
+    Edge e outputs ``Σ_k weights[e, k] · op_k(x)``; with one-hot rows this is the cell whose edge e
+    holds op ``argmax weights[e]``. The conv ops of edge (s→t) are named ``edge{s}{t}_{op}``.
+    """
+
+    @nn.compact
+    def __call__(self, x: jax.Array, weights: jax.Array, train: bool = False) -> jax.Array:
+        """``x``: (N, H, W, C); ``weights``: (6, 5), rows in README edge order, columns ``OPS``."""
+        assert weights.shape == (len(EDGES), len(OPS)), f"weights {weights.shape} != (6, 5)"
+        c = x.shape[-1]
+        nodes = [x]
+        for target in (1, 2, 3):
+            total = jnp.zeros_like(x)
+            for e, (s, t) in enumerate(EDGES):
+                if t != target:
+                    continue
+                h, w = nodes[s], weights[e]
+                total = total + w[OPS.index("skip_connect")] * h  # "none" adds nothing
+                total = total + w[OPS.index("avg_pool_3x3")] * _avg_pool_3x3(h)
+                for op, kernel in zip(CONV_OPS, (3, 1), strict=True):
+                    wk = w[OPS.index(op)]
+                    y = ReLUConvBN(c, kernel, name=f"edge{s + 1}{t + 1}_{op}")(h, train, wk)
+                    total = total + wk * y
+            nodes.append(total)
+        return nodes[-1]
+
+
 class ResidualReduction(nn.Module):
     """NAS-Bench-201's ``ResNetBasicblock`` with stride 2."""
 
@@ -91,6 +152,19 @@ class ResidualReduction(nn.Module):
         return conv(self.features, 1, name="downsample")(shortcut) + y
 
 
+def _tiny_network(module: nn.Module, x, train: bool, num_classes: int, cell) -> jax.Array:
+    """The ``TinyNetwork`` body around ``cell(name, x) -> x``; called inside a compact method."""
+    x = batch_norm(train, name="stem_bn")(conv(STAGE_CHANNELS[0], 3, name="stem")(x))
+    for stage, channels in enumerate(STAGE_CHANNELS):
+        if stage > 0:
+            x = ResidualReduction(channels, name=f"reduction_{stage}")(x, train)
+        for i in range(CELLS_PER_STAGE):
+            x = cell(f"cell_{stage}_{i}", x)
+    x = relu(module, batch_norm(train, name="last_bn")(x))
+    x = jnp.mean(x, axis=(1, 2))  # (N, 64)
+    return nn.Dense(num_classes, kernel_init=torch_default_init, name="classifier")(x)
+
+
 class NB201Network(nn.Module):
     """NAS-Bench-201's ``TinyNetwork`` with the same cell in all 15 cell positions."""
 
@@ -99,15 +173,73 @@ class NB201Network(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        x = batch_norm(train, name="stem_bn")(conv(STAGE_CHANNELS[0], 3, name="stem")(x))
-        for stage, channels in enumerate(STAGE_CHANNELS):
-            if stage > 0:
-                x = ResidualReduction(channels, name=f"reduction_{stage}")(x, train)
-            for i in range(CELLS_PER_STAGE):
-                x = Cell(self.ops, name=f"cell_{stage}_{i}")(x, train)
-        x = nn.relu(batch_norm(train, name="last_bn")(x))
-        x = jnp.mean(x, axis=(1, 2))  # (N, 64)
-        return nn.Dense(self.num_classes, kernel_init=torch_default_init, name="classifier")(x)
+        def cell(name, h):
+            return Cell(self.ops, name=name)(h, train)
+
+        return _tiny_network(self, x, train, self.num_classes, cell)
+
+
+class SharedNB201Network(nn.Module):
+    """Every NAS-Bench-201 network at once: ``TinyNetwork`` of :class:`MixedCell`.
+
+    ``__call__(x, weights, train)`` with one-hot ``weights`` (6, 5) computes the network of that
+    cell; the other ops' parameters get zero gradient, so the NTK is the cell's own.
+    """
+
+    num_classes: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array, weights: jax.Array, train: bool = False) -> jax.Array:
+        def cell(name, h):
+            return MixedCell(name=name)(h, weights, train)
+
+        return _tiny_network(self, x, train, self.num_classes, cell)
+
+
+def _shared_init(num_classes: int):
+    """init(key, x): shared-graph variables whose every cell's slice equals that cell's own init.
+
+    Flax draws each parameter from its module path, so the conv of edge (s→t) in a standalone
+    network with op ``op`` there is the conv of the network whose every edge is ``op``.
+    """
+
+    def init(key, x):
+        by_op = {op: NB201Network((op,) * len(EDGES), num_classes).init(key, x) for op in CONV_OPS}
+        base = by_op[CONV_OPS[0]]
+        out = {}
+        for col, tree in base.items():
+            out[col] = {
+                name: (
+                    {f"{e}_{op}": by_op[op][col][name][e] for op in CONV_OPS for e in sub}
+                    if name.startswith("cell_")
+                    else sub
+                )
+                for name, sub in tree.items()
+            }
+        return out
+
+    return init
+
+
+def _select(variables: dict, config: Config) -> dict:
+    """The standalone network's variables (same tree and values) inside shared-graph ones."""
+    ops = [OPS[int(d)] for d in config["cell"]]
+    keep = {f"edge{s + 1}{t + 1}": op for (s, t), op in zip(EDGES, ops, strict=True)}
+    out = {}
+    for col, tree in variables.items():
+        new = {}
+        for name, sub in tree.items():
+            if name.startswith("cell_"):
+                sub = {e: sub[f"{e}_{op}"] for e, op in keep.items() if op in CONV_OPS}
+            if sub:
+                new[name] = sub
+        out[col] = new
+    return out
+
+
+def _encode(config: Config) -> np.ndarray:
+    """One-hot op weights (6, 5) of a validated config."""
+    return np.eye(len(OPS), dtype=np.float32)[[int(d) for d in config["cell"]]]
 
 
 def arch_str(cell: str) -> str:
@@ -179,6 +311,16 @@ class NB201Space(SearchSpace):
         cell = self.validate(config)["cell"]
         num_classes, _ = self.resolve_io(num_classes, input_shape)
         return NB201Network(ops=tuple(OPS[int(d)] for d in cell), num_classes=num_classes)
+
+    def shared_graph(self, num_classes: int | None = None, input_shape=None) -> SharedGraph:
+        """All 15,625 networks as one :class:`SharedNB201Network`, the cell an input array."""
+        num_classes, _ = self.resolve_io(num_classes, input_shape)
+        return SharedGraph(
+            module=SharedNB201Network(num_classes=num_classes),
+            init=_shared_init(num_classes),
+            encode=lambda config: _encode(self.validate(config)),
+            select=lambda variables, config: _select(variables, self.validate(config)),
+        )
 
     def describe(self, config: Config) -> str:
         cell = self.validate(config)["cell"]
