@@ -347,6 +347,23 @@ def _spaces(args) -> int:
     return 0
 
 
+def _compare_args(p: argparse.ArgumentParser) -> None:
+    from ntknas.compare._cli import add_arguments
+
+    add_arguments(p)
+    _scoring_args(p)
+
+
+@command("compare", _compare_args)
+def _compare(args) -> int:
+    """Rank every proxy against ground truth (or each other): CSV, markdown summary, plots."""
+    from ntknas.compare._cli import run
+
+    space = _space(args.space)
+    args.config = None  # _read_configs reads --configs only
+    return run(args, space, _score_options(args, space), _read_configs, UsageError)
+
+
 def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="a small grid that runs in a minute")
     p.add_argument("--out", default=None, help="CSV file for the results")

@@ -12,3 +12,4 @@ from ._kernel import kernel_proxies as kernel_proxies
 from ._spectrum import NonFiniteKernelError as NonFiniteKernelError
 from ._spectrum import Spectrum as Spectrum
 from ._spectrum import spectrum as spectrum
+from .normalized import normalized_proxies as normalized_proxies

@@ -78,4 +78,7 @@ def kernel_proxies(kernel, n_params: int, eps: float | None = None) -> dict[str,
         s = spectrum(np.asarray(pseudo[kind]), eps)
         out[f"{prefix}_cond"] = s.cond
         out[f"{prefix}_trace"] = s.trace
+    from .normalized import normalized_proxies  # registered there, next to their definitions
+
+    out.update(normalized_proxies(k, eps))
     return out

@@ -1,0 +1,145 @@
+"""Score a set of architectures with every proxy: the NTK family, params, FLOPs, NASWOT, SynFlow.
+
+The NTK proxies come from one kernel per architecture (:class:`ntknas.scoring.Scorer`, through the
+space's shared graph when it has one); NASWOT and SynFlow are computed here, also through the
+shared graph when there is one, so a whole study compiles each function once.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+# Non-NTK reference proxies: name -> (direction, description).
+REFERENCE_PROXIES = {
+    "naswot": ("maximize", "log|det| of the ReLU-code Hamming kernel (Mellor et al. 2021)"),
+    "synflow": ("maximize", "Σ|θ ⊙ ∂R/∂θ|, |θ| weights, all-ones input (Tanaka et al. 2020)"),
+}
+# Seconds per architecture are reported per group: every NTK proxy comes from the same kernel.
+SECONDS_COLUMNS = {
+    "seconds_ntk": "init + one full O×O kernel + eigenvalues (all ntk_*/pntk_* proxies)",
+    "seconds_params": "parameter count",
+    "seconds_flops": "forward FLOPs (XLA cost analysis of the lowered forward)",
+    "seconds_naswot": "one forward pass of the NASWOT batch",
+    "seconds_synflow": "one forward and backward pass, one example",
+}
+
+
+class _Reference:
+    """NASWOT and SynFlow of configs of one space, compiled once per (module, shapes)."""
+
+    def __init__(self, space, options, naswot_batch: int):
+        self.space, self.options, self.naswot_batch = space, options, naswot_batch
+        self.num_classes = options.num_classes or space.default_num_classes
+        self.input_shape = tuple(options.input_shape or space.default_input_shape)
+        self.shared = space.shared_graph(self.num_classes, self.input_shape)
+        self._fns: dict = {}
+        self._variables: Any = None
+
+    def _module_and_variables(self, config, x):
+        import jax
+
+        if self.shared is None:
+            module = self.space.build(config, self.num_classes, self.input_shape)
+            return module, module.init(jax.random.PRNGKey(self.options.seed), x), ()
+        if self._variables is None:
+            self._variables = self.shared.init(jax.random.PRNGKey(self.options.seed), x)
+        arch = (np.asarray(self.shared.encode(config), np.float32),)
+        return self.shared.module, self._variables, arch
+
+    def _fn(self, kind, module):
+        from ..proxies import naswot, synflow
+
+        key = (kind, module if self.shared is not None else id(module))
+        if key not in self._fns:
+            if kind == "naswot":
+                self._fns[key] = naswot.naswot_fn(module, train=self.options.bn == "train")
+            else:
+                self._fns[key] = synflow.synflow_fn(module, self.input_shape)
+            if self.shared is None:  # standalone modules are not reused
+                self._fns = {key: self._fns[key]}
+        return self._fns[key]
+
+    def scores(self, config) -> dict[str, float]:
+        from .. import data
+        from ..proxies import naswot
+
+        x = data.load_batch(
+            self.options.data, self.naswot_batch, self.input_shape, self.options.seed
+        )
+        module, variables, arch = self._module_and_variables(config, x)
+        out = {}
+        t0 = time.perf_counter()
+        out["naswot"] = naswot.naswot_score(self._fn("naswot", module)(variables, x, *arch))
+        out["seconds_naswot"] = time.perf_counter() - t0
+        params = variables["params"]
+        state = {k: v for k, v in variables.items() if k != "params"}
+        t0 = time.perf_counter()
+        out["synflow"] = self._fn("synflow", module)(params, state, *arch)
+        out["seconds_synflow"] = time.perf_counter() - t0
+        return out
+
+
+def _cost_seconds(space, config, options) -> dict[str, float]:
+    """Seconds to count the parameters and the FLOPs of a config alone (fresh, uncached)."""
+    from ..scoring import Scorer
+
+    num_classes = options.num_classes or space.default_num_classes
+    input_shape = tuple(options.input_shape or space.default_input_shape)
+    scorer = Scorer()
+    t0 = time.perf_counter()
+    scorer.count_params(space, config, options)
+    t1 = time.perf_counter()
+    scorer._own_flops(space, config, num_classes, input_shape, options)
+    return {"seconds_params": t1 - t0, "seconds_flops": time.perf_counter() - t1}
+
+
+def score_all(
+    space, configs, options, *, naswot_batch: int = 32, timed_cost_rows: int = 5, on_row=None
+):
+    """Every proxy of every config, one row each, with seconds per proxy group.
+
+    Args:
+      space: a :class:`search_spaces.SearchSpace`.
+      configs: validated configs.
+      options: :class:`ntknas.scoring.ScoreOptions` (batch, seed, data, bn, dtype, method).
+      naswot_batch: examples in NASWOT's batch (Mellor et al. use 128; it needs N <= distinct
+        codes, and log|det| over 4 examples says little).
+      timed_cost_rows: for the first this many configs, also time params and FLOPs alone
+        (``seconds_params``, ``seconds_flops``; NaN for the others: the scorer gets both cheaply).
+      on_row: called with ``(index, row)`` after each config.
+
+    Returns:
+      A ``pandas.DataFrame``: ``config`` (canonical JSON), ``description``, every proxy of
+      :data:`ntknas.proxies.PROXIES` and :data:`REFERENCE_PROXIES`, the ``seconds_*`` columns of
+      :data:`SECONDS_COLUMNS`, ``compile_seconds``, ``method``, ``error``.
+    """
+    import pandas as pd
+
+    from ..proxies import PROXIES
+    from ..scoring import Scorer, canonical_json
+
+    scorer = Scorer(shared_graphs=True)
+    reference = _Reference(space, options, naswot_batch)
+    rows = []
+    for i, config in enumerate(configs):
+        row: dict[str, Any] = {"config": canonical_json(config)}
+        try:
+            r = scorer.score(space, config, options)
+            row.update({k: r[k] for k in ("description", *PROXIES, "method", "compile_seconds")})
+            row["seconds_ntk"] = r["init_seconds"] + r["kernel_seconds"]
+            if i < timed_cost_rows:
+                row.update(_cost_seconds(space, config, options))
+            row.update(reference.scores(config))
+            row["error"] = ""
+        except Exception as e:  # one bad candidate must not lose the others' scores
+            row["description"] = space.describe(config)
+            row["error"] = f"{type(e).__name__}: {e}"
+        rows.append(row)
+        if on_row is not None:
+            on_row(i, row)
+    first = ["config", "description", *PROXIES, *REFERENCE_PROXIES]
+    df = pd.DataFrame(rows)
+    return df.reindex(columns=[*first, *[c for c in df.columns if c not in first]])
