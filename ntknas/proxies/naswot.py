@@ -21,6 +21,10 @@ import numpy as np
 COLLECTION = "naswot"
 
 
+class NotSownError(ValueError):
+    """The module sows no ReLU codes, so NASWOT is undefined for it."""
+
+
 def naswot_fn(module, train: bool = True):
     """``fn(variables, inputs, *arch) -> K_H`` (N, N): the summed code similarities, jitted.
 
@@ -29,7 +33,7 @@ def naswot_fn(module, train: bool = True):
       train: BatchNorm on batch statistics (as in Mellor et al.'s code) or on its running ones.
 
     Raises:
-      ValueError (when called): the module sows nothing, so NASWOT is undefined for it.
+      NotSownError (when called): the module sows nothing, so NASWOT is undefined for it.
     """
     import jax
 
@@ -45,7 +49,7 @@ def naswot_fn(module, train: bool = True):
     def fn(variables, inputs, *arch):
         k = similarities(variables, inputs, *arch)
         if k is None:
-            raise ValueError(
+            raise NotSownError(
                 f"{type(module).__name__} sows no ReLU codes into {COLLECTION!r}; "
                 "NASWOT needs a module that does (see ntknas.proxies.naswot)"
             )
