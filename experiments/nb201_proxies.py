@@ -49,15 +49,38 @@ def main() -> int:
     truth = pd.read_csv(TRUTH, dtype={"op_indices": str})
     sample = truth.sample(n=args.samples, random_state=args.sample_seed)
     space = get_space("nb201")
-    if not args.report_only:
-        for setting in args.settings:
+    for setting in args.settings:
+        if not args.report_only:
             _run(space, sample, setting, args)
+        _report(truth, setting, args)
     return 0
+
+
+def _path(setting, args) -> str:
+    data, bn = setting.split(":")
+    return os.path.join(OUT, f"nb201_{data}_{bn}_b{args.batch}_s{args.input_size}.csv")
+
+
+def _report(truth, setting, args) -> None:
+    """Correlations with the three data sets' accuracies: experiments/out/<setting>/summary.md."""
+    from ntknas.compare._report import write_report
+
+    path = _path(setting, args)
+    if not os.path.exists(path):
+        print(f"{setting}: no scores yet ({path})")
+        return
+    df = pd.read_csv(path, dtype={"cell": str}).drop_duplicates("cell")
+    df = df[df["error"].fillna("") == ""].merge(truth, left_on="cell", right_on="op_indices")
+    metrics = ["val_acc_cifar10", "val_acc_cifar100", "val_acc_ImageNet16-120"]
+    out = os.path.join(OUT, os.path.basename(path)[: -len(".csv")])
+    title = f"NAS-Bench-201, {setting}, batch {args.batch}, {args.input_size}x{args.input_size}"
+    result = write_report(df, out, metrics, title=f"{title}, {len(df)} cells")
+    print(result["summary"])
 
 
 def _run(space, sample, setting, args) -> None:
     data, bn = setting.split(":")
-    path = os.path.join(OUT, f"nb201_{data}_{bn}_b{args.batch}_s{args.input_size}.csv")
+    path = _path(setting, args)
     done = set(pd.read_csv(path, dtype=str)["cell"]) if os.path.exists(path) else set()
     cells = [c for c in sample["op_indices"] if c not in done]
     options = ScoreOptions(
