@@ -341,21 +341,22 @@ def _compile(model: _Model, options: ScoreOptions, params, state, inputs, arch=(
 
     t0 = time.perf_counter()
     kernel_fn = ntk.ntk_fn(model.f, method=options.method, vmap_axes=model.vmap_axes)
+    # Compiled from auto's own lowering of the chosen method: nothing is traced twice.
+    exe = kernel_fn.compile((inputs, state, *arch), None, params)
 
     def kernel(params, state, inputs, *arch):
-        return kernel_fn((inputs, state, *arch), None, params)
+        return exe((inputs, state, *arch), None, params)
 
-    lowered = jax.jit(kernel).lower(params, state, inputs, *arch)
-    model.kernel = lowered.compile()
+    model.kernel = kernel
     model.compile_seconds = time.perf_counter() - t0
-    if options.method == "auto":  # explain() is cached: this reads the choice made while tracing
+    if options.method == "auto":  # explain() is cached: this reads the choice made while compiling
         xs = (inputs, state, *arch)
         expl = ntk.explain(model.f, xs, None, params, vmap_axes=model.vmap_axes)
         model.method = expl.method
         model.ntk_flops = expl.estimates[expl.method].flops
     else:
         model.method = options.method
-        model.ntk_flops = _flops(lowered.cost_analysis())
+        model.ntk_flops = _flops(exe.cost_analysis())
     if model.shared is not None:
         return  # the shared graph's FLOPs are not the config's: Scorer._own_flops counts those
     one = jax.tree.map(lambda a: a[:1], inputs)

@@ -210,9 +210,11 @@ def ntk_fn(
         independent (e.g. BatchNorm on batch statistics), or ``(in_axes, out_axis)``.
 
     Returns:
-      ``kernel_fn(x1, x2=None, params)``; ``x2=None`` means ``x2 = x1``. For an output of shape
-      ``(N, O)`` the kernel has shape ``(N1, N2, O, O)`` (``(N1, N2)`` with ``trace_axes=(-1,)``,
-      ``(N1, N2, O)`` with ``diagonal_axes=(-1,)``); for a pytree output, the matching pytree.
+      ``kernel_fn(x1, x2=None, params)``; ``x2=None`` means ``x2 = x1``. Compiled kernels are
+      cached per input shapes; ``kernel_fn.compile(x1, x2, params)`` compiles without running.
+      For an output of shape ``(N, O)`` the kernel has shape ``(N1, N2, O, O)`` (``(N1, N2)``
+      with ``trace_axes=(-1,)``, ``(N1, N2, O)`` with ``diagonal_axes=(-1,)``); for a pytree
+      output, the matching pytree.
 
     Raises:
       ValueError: unknown method, axes out of range, outputs that do not match.
@@ -265,7 +267,17 @@ def ntk_fn(
         exe = compiled(x1, x2, params)
         return run(x1, x2, params) if exe is None else exe(x1, x2, params)
 
+    def compile_kernel(x1, x2=None, params=None):
+        """Compiles (without running) the kernel for these shapes; returns the executable."""
+        _check_arrays(params, "params")
+        _check_arrays(x1, "x1")
+        exe = compiled(x1, x2, params)
+        if exe is None:
+            raise TypeError("f is not hashable, so its compiled kernels cannot be cached")
+        return exe
+
     kernel_fn.method = method
+    kernel_fn.compile = compile_kernel
     return kernel_fn
 
 
