@@ -24,6 +24,10 @@ from ._structure import symbol
 
 _FIRST_ID_SYMBOL = 200  # structure ids use symbols from here on; output axes use ASCII letters
 
+# Private switch (tests): None picks each pair's route by cost; "structured" or "leaf" forces one
+# (pairs whose θ views differ always take the leaf route).
+FORCE_ROUTE: str | None = None
+
 
 class _Symbols:
     """Maps (side, local id) and θ positions to distinct einsum symbols."""
@@ -91,14 +95,17 @@ def _pair(side1, side2, k1, k2, letters, batch_letters):
     return spec, ops1 + ops2, math.prod(unseen)
 
 
-def _cost(spec, ops) -> float:
-    """opt_einsum's FLOP count of the best contraction order (shapes only)."""
+def _plan(spec, ops) -> tuple[float, object]:
+    """opt_einsum's FLOP count of the best contraction order, and that order (shapes only).
+
+    The order is handed to ``jnp.einsum`` so that the path is searched once per einsum.
+    """
     if len(ops) == 1:
-        return float(math.prod(ops[0].shape))
-    _, info = opt_einsum.contract_path(
+        return float(math.prod(ops[0].shape)), False
+    path, info = opt_einsum.contract_path(
         spec, *[o.shape for o in ops], shapes=True, optimize=_optimize(len(ops))
     )
-    return float(info.opt_cost)
+    return float(info.opt_cost), path
 
 
 def _leaf_einsum(side, k, letters, batch_letter):
@@ -120,13 +127,52 @@ def _leaf_einsum(side, k, letters, batch_letter):
 
     def finish(w):
         lead = w.shape[: len(letters)]
-        w = jnp.broadcast_to(jnp.expand_dims(w, missing), lead + tuple(t_shape))
-        w = w.reshape(lead + tuple(term.view_shape))
+        if missing:
+            w = jnp.broadcast_to(jnp.expand_dims(w, missing), lead + tuple(t_shape))
         if chain:
-            w = _chain_transpose(chain, w.reshape((-1, *term.view_shape)), leaf_shape, w.dtype)
+            w = w.reshape((-1, *term.view_shape))
+            w = _view_transpose(chain, w, leaf_shape, meta.leaf_dtypes[term.leaf])
         return w.reshape(lead + tuple(leaf_shape))
 
     return spec, ops, finish
+
+
+def _view_transpose(chain, w, leaf_shape, leaf_dtype):
+    """Maps ``w (B, *view)`` back to ``(B, *leaf)`` through the transpose of the view chain.
+
+    The chain holds inner-product preserving view primitives (reshape, transpose, squeeze,
+    convert, copy), whose transposes are inverse moves: applied directly, a reshape chain costs
+    one reshape instead of a traced ``linear_transpose``. Other primitives fall back to it.
+    """
+    shapes, dtypes = [tuple(leaf_shape)], [jnp.dtype(leaf_dtype)]
+    for prim, params in chain:
+        shape, dtype = shapes[-1], dtypes[-1]
+        if prim.name == "reshape" and params.get("dimensions") is None:
+            shape = tuple(params["new_sizes"])
+        elif prim.name == "transpose":
+            shape = tuple(shape[a] for a in params["permutation"])
+        elif prim.name == "squeeze":
+            dims = {d % len(shape) for d in params["dimensions"]}
+            shape = tuple(n for a, n in enumerate(shape) if a not in dims)
+        elif prim.name == "convert_element_type":
+            dtype = jnp.dtype(params["new_dtype"])
+        elif prim.name not in ("copy", "copy_p"):
+            return _chain_transpose(chain, w, leaf_shape, leaf_dtype)
+        shapes.append(shape)
+        dtypes.append(dtype)
+    b = w.shape[0]
+    for (prim, params), shape, dtype in zip(
+        reversed(chain), reversed(shapes[:-1]), reversed(dtypes[:-1]), strict=True
+    ):
+        if prim.name == "transpose":
+            inverse = [0] * len(shape)
+            for a, p in enumerate(params["permutation"]):
+                inverse[p] = a
+            w = jnp.transpose(w, (0, *(a + 1 for a in inverse)))
+        else:
+            w = w.reshape((b, *shape))
+        w = w.astype(dtype)
+    return w
 
 
 def _chain_transpose(chain, w, leaf_shape, dtype):
@@ -157,21 +203,27 @@ def contract(side1, side2, out_letters, batch_letters):
     m2: SideMeta = side2[0]
     shared_sides = side1 is side2
     cache: dict = {}
+    plans: dict = {}
 
-    def leaf_w(side_no, k):
+    def leaf_plan(side_no, k):
         key = (1 if shared_sides else side_no, k)
-        if key not in cache:
+        if key not in plans:
             side = side1 if side_no == 1 else side2
             spec, ops, finish = _leaf_einsum(
                 side, k, out_letters[side_no - 1], batch_letters[side_no - 1]
             )
-            cache[key] = finish(jnp.einsum(spec, *ops, optimize=_optimize(len(ops))))
+            plans[key] = (spec, ops, finish, *_plan(spec, ops))
+        return plans[key]
+
+    def leaf_w(side_no, k):
+        key = (1 if shared_sides else side_no, k)
+        if key not in cache:
+            spec, ops, finish, _, path = leaf_plan(side_no, k)
+            cache[key] = finish(jnp.einsum(spec, *ops, optimize=path))
         return cache[key]
 
     def leaf_cost(side_no, k):
-        side = side1 if side_no == 1 else side2
-        spec, ops, _ = _leaf_einsum(side, k, out_letters[side_no - 1], batch_letters[side_no - 1])
-        return _cost(spec, ops)
+        return leaf_plan(side_no, k)[3]
 
     pairs = [
         (k1, k2)
@@ -202,8 +254,9 @@ def contract(side1, side2, out_letters, batch_letters):
         structured = None
         if same_view:
             spec, ops, scale = _pair(side1, side2, k1, k2, out_letters, batch_letters)
-            if _cost(spec, ops) <= via_leaf:
-                structured = jnp.einsum(spec, *ops, optimize=_optimize(len(ops)))
+            cost, path = _plan(spec, ops) if FORCE_ROUTE is None else (0.0, _optimize(len(ops)))
+            if FORCE_ROUTE == "structured" or (FORCE_ROUTE is None and cost <= via_leaf):
+                structured = jnp.einsum(spec, *ops, optimize=path)
                 structured = structured * scale if scale != 1 else structured
         if structured is not None:
             term = structured

@@ -46,6 +46,7 @@ class SideMeta:
     out_shape: tuple[int, ...]
     chains: tuple  # per term: tuple of (primitive, params) to map the view back to the leaf
     leaf_shapes: tuple[tuple[int, ...], ...]
+    leaf_dtypes: tuple = ()
 
 
 @dataclass
@@ -102,6 +103,8 @@ def _structure_of(eqn, idx, out_idx, invals, use_rules):
         return None
     rule = RULES.get(eqn.name) if use_rules else None
     s = rule(eqn, idx, out_idx, invals) if rule is not None else None
+    if s is not None and s.mismatch(eqn.outvars[out_idx].shape, eqn.invars[idx].shape):
+        s = None  # a rule that does not fit these shapes: never contract it (see mismatch)
     return s if s is not None else _structure.dense(eqn, idx, out_idx, invals)
 
 
@@ -154,6 +157,7 @@ def side(f_single, params, x):
         out_shape,
         tuple(chains),
         tuple(tuple(jnp.shape(a)) for a in leaves),
+        tuple(jnp.result_type(a) for a in leaves),
     )
     return cts, factors, meta
 

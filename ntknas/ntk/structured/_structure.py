@@ -55,6 +55,27 @@ class Structure:
             self.t_shape,
         )
 
+    def mismatch(self, y_shape, t_shape) -> str | None:
+        """Why the ids do not fit these shapes (an id with two sizes), or None when they fit.
+
+        ``jnp.einsum`` broadcasts a size-1 axis against any size, so a rule that gives a size-1
+        θ axis the id of a size-N y axis (block-diagonal where it should be tiled) would not fail
+        in the contraction: it would silently drop cross terms. The interpreter checks every
+        rule's structure with this and falls back to the dense rule when it does not fit.
+        """
+        view_y = self.y_shape or tuple(y_shape)
+        view_t = self.t_shape or tuple(t_shape)
+        if len(view_y) != len(self.y_ids) or len(view_t) != len(self.t_ids):
+            return f"ids {self.y_ids}, {self.t_ids} for shapes {view_y}, {view_t}"
+        sizes: dict[int, int] = {}
+        named = [(self.y_ids, view_y), (self.t_ids, view_t)]
+        named += [(ids, jnp.shape(a)) for a, ids in self.factors]
+        for ids, shape in named:
+            for i, n in zip(ids, shape, strict=True):
+                if sizes.setdefault(i, n) != n:
+                    return f"id {i} has sizes {sizes[i]} and {n}"
+        return None
+
     @property
     def arrays(self) -> list:
         return [jnp.asarray(a) for a, _ in self.factors]

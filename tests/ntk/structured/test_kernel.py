@@ -10,7 +10,9 @@ import jax.numpy as jnp
 import pytest
 from jax import lax
 
-from ._reference import check_all
+from ntknas import ntk
+
+from ._reference import assert_close, check_all
 
 
 def _normal(key, shape, scale=1.0, dtype=jnp.float64):
@@ -183,6 +185,46 @@ def wrapped_calls():
     return f, params, (4, 3)
 
 
+def batch_stats_cell():
+    """Examples coupled through BatchNorm on batch statistics (reduce_sum over the batch axis,
+    broadcast of batch means), avg pooling with padding that does not count the pad, and BN
+    scale/shift shared by two layers (weight sharing across coupled terms).
+
+    Regression: BN's scale and shift have shape (1, 1, 1, C), which ``mul``/``add`` broadcast
+    without a broadcast_in_dim. The first elementwise rules gave such an axis y's id (θ block-
+    diagonal along the batch instead of tiled), and einsum silently broadcast the size-1 axis:
+    the NAS-Bench-201 cell 320140 on batch statistics had relative error 1.4e-3.
+    """
+    k = _keys(9, 4)
+    params = {
+        "c1": _normal(k[0], (3, 3, 2, 4), 0.4),
+        "c2": _normal(k[1], (1, 1, 4, 4), 0.4),
+        # (1, 1, 1, C) like Flax's BatchNorm: lax.mul/add broadcast the size-1 axes implicitly
+        "bn": {"g": 1 + _normal(k[2], (1, 1, 1, 4), 0.2), "b": _normal(k[3], (1, 1, 1, 4), 0.2)},
+        "head": _normal(k[3], (4, 3), 0.5),
+    }
+    dn = ("NHWC", "HWIO", "NHWC")
+
+    def bn(h, q):
+        mu = h.mean((0, 1, 2))
+        var = ((h - mu) ** 2).mean((0, 1, 2))
+        return (h - mu) * lax.rsqrt(var + 1e-5) * q["g"] + q["b"]
+
+    def avg_pool(h):
+        window, pad = (1, 3, 3, 1), ((0, 0), (1, 1), (1, 1), (0, 0))
+        total = lax.reduce_window(h, 0.0, lax.add, window, (1, 1, 1, 1), pad)
+        count = lax.reduce_window(jnp.ones_like(h), 0.0, lax.add, window, (1, 1, 1, 1), pad)
+        return total / count
+
+    def f(p, x):
+        h = bn(lax.conv_general_dilated(x, p["c1"], (1, 1), "SAME", dimension_numbers=dn), p["bn"])
+        g = lax.conv_general_dilated(jax.nn.relu(h), p["c2"], (1, 1), "SAME", dimension_numbers=dn)
+        h = bn(g, p["bn"]) + avg_pool(h) + h
+        return jax.nn.relu(h).mean((1, 2)) @ p["head"]
+
+    return f, params, (3, 4, 5, 2)
+
+
 CASES = {
     "fcn_relu": fcn_relu,
     "cnn_same_stride": cnn,
@@ -237,6 +279,24 @@ def test_no_vmap(name):
     check_all(f, _inputs(x_shape, 3, 13), _inputs(x_shape, 2, 14), params, vmap_axes=None)
 
 
+def test_batch_statistics_couple_examples():
+    """vmap_axes=None on a function whose examples interact (BatchNorm on batch statistics);
+    rules off, and each contraction route forced (per-pair structured einsum, parameter space),
+    give the same kernel."""
+    from ntknas.ntk.structured import _contract
+
+    f, params, x_shape = batch_stats_cell()
+    x1, x2 = _inputs(x_shape, 3, 25), _inputs(x_shape, 2, 26)
+    want = check_all(f, x1, x2, params, vmap_axes=None, rules_off=True, against_jc=False)
+    for route in ("structured", "leaf"):
+        old, _contract.FORCE_ROUTE = _contract.FORCE_ROUTE, route
+        try:
+            got = ntk.ntk_fn(f, "structured_derivatives", vmap_axes=None)(x1, x2, params)
+            assert_close(got, want, jnp.float64)
+        finally:
+            _contract.FORCE_ROUTE = old
+
+
 def test_batch_axis_traced_and_diagonal():
     f, params, x_shape = fcn_relu()
     x = _inputs(x_shape, 3, 15)
@@ -279,3 +339,27 @@ def test_output_independent_of_params_is_zero():
         jnp.ones((2, 3)), None, params
     )
     assert k.shape == (2, 2, 3, 3) and not k.any()
+
+
+def test_view_transpose_matches_linear_transpose():
+    """The direct inverse of a view chain (reshape, transpose, squeeze, convert) equals the
+    traced linear transpose it replaces."""
+    from ntknas.ntk.structured import _contract, _ir
+
+    def view(a):
+        return a.reshape(2, 1, 3, 4).transpose(3, 1, 0, 2).squeeze(1).astype(jnp.float32)
+
+    leaf = jnp.zeros((6, 4), jnp.float64)
+    prog = _ir.flatten(jax.make_jaxpr(view)(leaf))
+    chain = tuple((e.primitive, e.params) for e in prog.eqns)
+    assert [p.name for p, _ in chain] == [
+        "reshape",
+        "transpose",
+        "squeeze",
+        "convert_element_type",
+    ]
+    w = jax.random.normal(jax.random.PRNGKey(27), (5, 4, 2, 3), jnp.float32)
+    got = _contract._view_transpose(chain, w, (6, 4), jnp.float64)
+    want = _contract._chain_transpose(chain, w, (6, 4), jnp.float64)
+    assert got.shape == (5, 6, 4) and got.dtype == jnp.float64
+    assert jnp.allclose(got, want)

@@ -81,6 +81,16 @@ CASES = {
             (_rand((1, 5, 2), 0), _rand((3, 2, 3), 1)),
             1,
         ),
+        (  # patch embedding: stride == window, the input not a multiple of it (cropped)
+            _conv(("NHWC", "HWIO", "NHWC"), stride=(2, 3), padding="VALID"),
+            (_rand((2, 7, 9, 2), 0), _rand((2, 3, 2, 4), 1)),
+            1,
+        ),
+        (  # stride == window with padding, channels first, groups
+            _conv(("NCHW", "OIHW", "NCHW"), stride=(2, 2), padding=((1, 0), (0, 1)), groups=2),
+            (_rand((1, 4, 5, 5), 0), _rand((4, 2, 2, 2), 1)),
+            1,
+        ),
         (  # the input as the parameter: no rule, dense fallback must still be right
             _conv(("NHWC", "HWIO", "NHWC")),
             (_rand((1, 4, 4, 2), 0), _rand((3, 3, 2, 2), 1)),
@@ -89,11 +99,17 @@ CASES = {
     ],
     "mul": [
         (lambda c, t: c * t, (_rand((3, 4), 0), _rand((3, 4), 1)), 1),
+        # size-1 axes broadcast by the primitive itself (Flax BatchNorm's (1, 1, 1, C) scale)
+        (lambda c, t: lax.mul(c, t), (_rand((2, 3, 4), 0), _rand((1, 1, 4), 1)), 1),
+        (lambda c, t: lax.mul(c, t), (_rand((1, 3, 1), 0), _rand((2, 1, 4), 1)), 1),
         (lambda t: t * 2.5, (_rand((3, 4), 1),), 0),
     ],
     "div": [(lambda t, c: t / c, (_rand((3, 4), 0), _rand((3, 4), 1) + 3.0), 0)],
     "neg": [(lambda t: -t, (_rand((3, 4), 0),), 0)],
-    "add": [(lambda a, t: a + t, (_rand((3,), 0), _rand((3,), 1)), 1)],
+    "add": [
+        (lambda a, t: a + t, (_rand((3,), 0), _rand((3,), 1)), 1),
+        (lambda a, t: lax.add(a, t), (_rand((2, 3, 4), 0), _rand((1, 3, 1), 1)), 1),
+    ],
     "add_any": [(_fanin, (_rand((3, 2), 0), _rand((3, 2), 1)), 0)],
     "sub": [
         (lambda a, t: a - t, (_rand((3,), 0), _rand((3,), 1)), 1),
@@ -179,6 +195,8 @@ def _check(name, fn, args, idx, use_rule: bool):
     invals = [None if k == idx else v for k, v in enumerate(vals)]
     rule = RULES[name] if use_rule else None
     s = rule(eqn, idx, 0, invals) if rule else None
+    if s is not None:  # the interpreter would drop a rule that does not fit its shapes
+        assert s.mismatch(eqn.outvars[0].shape, eqn.invars[idx].shape) is None
     if s is None:
         s = _structure.dense(eqn, idx, 0, invals)
     y_shape = eqn.outvars[0].shape
@@ -220,3 +238,14 @@ def test_structured_rules_are_smaller_than_dense():
     assert [a.shape for a, _ in s.factors] == [(4, 3)]
     fn, args, idx = CASES["broadcast_in_dim"][0]
     assert _check("broadcast_in_dim", fn, args, idx, use_rule=True).factors == ()
+
+
+def test_structure_that_does_not_fit_is_detected():
+    """A size-1 θ axis given a size-N y axis's id (block-diagonal instead of tiled) would be
+    broadcast silently by einsum; ``mismatch`` names it, and the interpreter then goes dense."""
+    wrong = _structure.Structure((0, 1), (0, 1))
+    assert "sizes 3 and 1" in wrong.mismatch((3, 4), (1, 4))
+    assert _structure.Structure((0, 1), (2, 1)).mismatch((3, 4), (1, 4)) is None
+    factor = _structure.Structure((0,), (1,), ((jnp.ones((3, 5)), (0, 1)),))
+    assert factor.mismatch((3,), (5,)) is None
+    assert factor.mismatch((3,), (4,)) is not None

@@ -80,6 +80,8 @@ def _patches(x, lhs_spec, window, out_spatial, p):
     ]
     x = lax.pad(x, jnp.zeros((), x.dtype), config)
     strides, rhs_dil = p["window_strides"], p["rhs_dilation"]
+    if tuple(strides) == tuple(window) and all(d == 1 for d in rhs_dil):
+        return _tiles(x, window, out_spatial)
     slices = []
     for offset in itertools.product(*(range(k) for k in window)):
         start = [0, 0] + [o * d for o, d in zip(offset, rhs_dil, strict=True)]
@@ -89,6 +91,20 @@ def _patches(x, lhs_spec, window, out_spatial, p):
         slices.append(lax.slice(x, start, limit, [1, 1, *strides]))
     stacked = jnp.stack(slices, axis=2)  # (N, C, prod(window), *out_spatial)
     return stacked.reshape(x.shape[:2] + tuple(window) + tuple(out_spatial))
+
+
+def _tiles(x, window, out_spatial):
+    """Patches of a conv whose stride equals its window (a ViT/Mixer patch embedding): the
+    windows tile the input, so they are one crop, reshape and transpose (no per-offset slices).
+
+    ``x``: (N, C, *padded spatial) -> (N, C, *window, *out_spatial).
+    """
+    nsp = len(window)
+    x = x[(slice(None), slice(None), *(slice(0, o * k) for o, k in zip(out_spatial, window)))]
+    split = [n for o, k in zip(out_spatial, window, strict=True) for n in (o, k)]
+    x = x.reshape(x.shape[:2] + tuple(split))  # (N, C, o1, k1, o2, k2, ...)
+    perm = (0, 1, *(3 + 2 * a for a in range(nsp)), *(2 + 2 * a for a in range(nsp)))
+    return jnp.transpose(x, perm)
 
 
 def _structure(eqn, patches, groups, window, o_total):
