@@ -49,10 +49,19 @@ def _check_float64(method, name, trace_axes, diagonal_axes):
     assert_close(got, want, np.float64)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", ["jacobian_contraction", "ntk_vector_products"])
 @pytest.mark.parametrize("name", sorted(CASES64))
 def test_float64_against_reference(method, name):
     _check_float64(method, name, (), ())
+
+
+# auto runs one of the methods above (or structured derivatives, checked in tests/ntk/structured):
+# a sample of architectures checks that its dispatch and compiled-executable path are right.
+@pytest.mark.parametrize(
+    "name", ["relu_fcn", "cnn_stride2", "transformer_block", "pytrees", "batch_coupled"]
+)
+def test_auto_against_reference(name):
+    _check_float64("auto", name, (), ())
 
 
 @pytest.mark.parametrize("method", METHODS)
