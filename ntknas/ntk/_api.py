@@ -121,6 +121,7 @@ def _cache_key(f, trace_axes, diagonal_axes, vmap_axes, x1, x2, params):
 _EXPLAIN_CACHE: dict[Any, _auto.Explanation] = {}
 # The chosen method's lowering, kept from explain() so that compiling it does not trace it again.
 _LOWERED: dict[Any, Any] = {}
+_LOWERED_MAX = 4
 # Only close calls are lowered: a method whose model estimate exceeds this many times the best
 # estimate so far is not traced at all.
 _LOWER_WITHIN = 2.0
@@ -173,6 +174,10 @@ def explain(
     if key is not None:
         _EXPLAIN_CACHE[key] = result
         if result.method in lowered:
+            # Only compiling pops an entry; explain() alone or the traced path would keep every
+            # architecture's HLO module alive, so keep just the newest few.
+            while len(_LOWERED) >= _LOWERED_MAX:
+                _LOWERED.pop(next(iter(_LOWERED)))
             _LOWERED[key] = lowered[result.method]
     return result
 

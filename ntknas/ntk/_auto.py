@@ -33,7 +33,7 @@ class Estimate:
     flops: float
     bytes: float
     seconds: float
-    source: str  # "xla" or "analytic" or "error: ..."
+    source: str  # "xla", "model" (not lowered: too far behind) or "error: ..."
 
 
 @dataclass(frozen=True)
