@@ -100,8 +100,9 @@ class InterruptAt(Tiny):
 
 
 class Slow(Tiny):
-    """Like Tiny, but drawing a candidate takes ``seconds``: a wide window to kill a worker in
-    mid-candidate (drawing is part of the trial, so heartbeats run meanwhile)."""
+    """Like Tiny, but each candidate takes ``seconds`` longer after its parameters are drawn: a
+    wide window to kill a worker in mid-candidate, once the trial's parameters are in the storage
+    (the wait is part of the trial, so heartbeats run meanwhile)."""
 
     name = "slow"
 
@@ -111,5 +112,6 @@ class Slow(Tiny):
     def suggest(self, trial):
         import time
 
+        config = super().suggest(trial)
         time.sleep(self.seconds)
-        return super().suggest(trial)
+        return config

@@ -122,7 +122,8 @@ def test_three_workers_reach_the_budget_exactly_and_leave_other_studies_alone(st
 
 def test_a_killed_worker_has_its_trial_retried_and_nothing_is_lost(storage_url):
     # Six trials of a 4-config space in two processes: some configs are drawn twice (and must be
-    # scored once). Drawing a candidate takes 1.5 s, a window to SIGKILL a worker in mid-trial.
+    # scored once). Each candidate waits 1.5 s after its draw, a window to SIGKILL a worker in
+    # mid-trial once its parameters are stored (so the retry must carry the same parameters).
     code = (
         "import ntknas\nfrom tests.search._toys import Slow\n"
         f"ntknas.search(Slow(1.5), 6, storage={storage_url!r}, study_name='kill', jobs=2,"
@@ -142,7 +143,7 @@ def test_a_killed_worker_has_its_trial_retried_and_nothing_is_lost(storage_url):
         except ValueError:  # the study is not created yet
             continue
         running = [t for t in trials if t.state.name == "RUNNING"]
-        running = [t for t in running if _heartbeat.WORKER_ATTR in t.system_attrs]
+        running = [t for t in running if _heartbeat.WORKER_ATTR in t.system_attrs and t.params]
         if running and sum(t.state.name == "COMPLETE" for t in trials) >= 1:
             victim = running[0]
             pid = int(victim.system_attrs[_heartbeat.WORKER_ATTR].rsplit(":", 1)[1])
