@@ -8,4 +8,5 @@ Example:
 
 from ._scores import REFERENCE_PROXIES as REFERENCE_PROXIES
 from ._scores import SECONDS_COLUMNS as SECONDS_COLUMNS
+from ._scores import ProxyScorer as ProxyScorer
 from ._scores import score_all as score_all

@@ -99,8 +99,69 @@ def _cost_seconds(space, config, options) -> dict[str, float]:
     return {"seconds_params": t1 - t0, "seconds_flops": time.perf_counter() - t1}
 
 
+class ProxyScorer:
+    """Every proxy of one config at a time, with its compiled functions kept between calls.
+
+    One instance serves many option sets: the NTK kernels are compiled once per (architecture or
+    shared graph, shapes, BatchNorm mode) by its :class:`ntknas.scoring.Scorer`, and NASWOT and
+    SynFlow once per option set, so a study can loop over configs outside and settings (data,
+    BatchNorm) inside without compiling anything twice.
+
+    Args:
+      scorer: the NTK :class:`ntknas.scoring.Scorer`; a shared-graph one by default.
+      naswot_batch: examples in NASWOT's batch (Mellor et al. use 128; it needs N <= distinct
+        codes, and log|det| over 4 examples says little).
+    """
+
+    def __init__(self, scorer=None, naswot_batch: int = 32):
+        from ..scoring import Scorer
+
+        self.scorer = scorer if scorer is not None else Scorer(shared_graphs=True)
+        self.naswot_batch = naswot_batch
+        self._references: dict = {}
+
+    def score_row(self, space, config, options, *, time_costs: bool = False) -> dict[str, Any]:
+        """One row: ``config`` (canonical JSON), ``description``, every proxy of
+        :data:`ntknas.proxies.PROXIES` and :data:`REFERENCE_PROXIES`, the ``seconds_*`` columns,
+        ``compile_seconds``, ``method`` and ``error`` (empty, or why the config failed: a failing
+        config gives a row, never an exception).
+
+        Args:
+          time_costs: also time params and FLOPs alone, from scratch (``seconds_params``,
+            ``seconds_flops``; it builds and lowers the config again, so only for a few rows).
+        """
+        from ..proxies import PROXIES
+        from ..scoring import canonical_json
+
+        row: dict[str, Any] = {"config": canonical_json(config)}
+        try:
+            r = self.scorer.score(space, config, options)
+            row.update({k: r[k] for k in ("description", *PROXIES, "method", "compile_seconds")})
+            row["seconds_ntk"] = r["init_seconds"] + r["kernel_seconds"]
+            if time_costs:
+                row.update(_cost_seconds(space, config, options))
+            key = (space.name, options, self.naswot_batch)
+            if key not in self._references:
+                self._references[key] = _Reference(space, options, self.naswot_batch)
+            row.update(self._references[key].scores(config))
+            row["error"] = ""
+        except Exception as e:  # one bad candidate must not lose the others' scores
+            row["error"] = f"{type(e).__name__}: {e}"
+            try:
+                row["description"] = space.describe(config)
+            except Exception:  # a config outside the space may not describe either
+                row["description"] = row["config"]
+        return row
+
+
 def score_all(
-    space, configs, options, *, naswot_batch: int = 32, timed_cost_rows: int = 5, on_row=None
+    space,
+    configs,
+    options,
+    *,
+    naswot_batch: int = 32,
+    timed_cost_rows: int = 5,
+    on_row=None,
 ):
     """Every proxy of every config, one row each, with seconds per proxy group.
 
@@ -108,38 +169,22 @@ def score_all(
       space: a :class:`search_spaces.SearchSpace`.
       configs: validated configs.
       options: :class:`ntknas.scoring.ScoreOptions` (batch, seed, data, bn, dtype, method).
-      naswot_batch: examples in NASWOT's batch (Mellor et al. use 128; it needs N <= distinct
-        codes, and log|det| over 4 examples says little).
+      naswot_batch: examples in NASWOT's batch (see :class:`ProxyScorer`).
       timed_cost_rows: for the first this many configs, also time params and FLOPs alone
         (``seconds_params``, ``seconds_flops``; NaN for the others: the scorer gets both cheaply).
       on_row: called with ``(index, row)`` after each config.
 
     Returns:
-      A ``pandas.DataFrame``: ``config`` (canonical JSON), ``description``, every proxy of
-      :data:`ntknas.proxies.PROXIES` and :data:`REFERENCE_PROXIES`, the ``seconds_*`` columns of
-      :data:`SECONDS_COLUMNS`, ``compile_seconds``, ``method``, ``error``.
+      A ``pandas.DataFrame`` of :meth:`ProxyScorer.score_row` rows, proxies first.
     """
     import pandas as pd
 
     from ..proxies import PROXIES
-    from ..scoring import Scorer, canonical_json
 
-    scorer = Scorer(shared_graphs=True)
-    reference = _Reference(space, options, naswot_batch)
+    proxies = ProxyScorer(naswot_batch=naswot_batch)
     rows = []
     for i, config in enumerate(configs):
-        row: dict[str, Any] = {"config": canonical_json(config)}
-        try:
-            r = scorer.score(space, config, options)
-            row.update({k: r[k] for k in ("description", *PROXIES, "method", "compile_seconds")})
-            row["seconds_ntk"] = r["init_seconds"] + r["kernel_seconds"]
-            if i < timed_cost_rows:
-                row.update(_cost_seconds(space, config, options))
-            row.update(reference.scores(config))
-            row["error"] = ""
-        except Exception as e:  # one bad candidate must not lose the others' scores
-            row["description"] = space.describe(config)
-            row["error"] = f"{type(e).__name__}: {e}"
+        row = proxies.score_row(space, config, options, time_costs=i < timed_cost_rows)
         rows.append(row)
         if on_row is not None:
             on_row(i, row)
