@@ -3,7 +3,7 @@
 import math
 
 from ntknas.compare import ProxyScorer, score_all
-from ntknas.scoring import Scorer, ScoreOptions
+from ntknas.scoring import ScoreOptions, Scorer
 from search_spaces import get_space
 
 CONFIG = {"depth": 2, "width": 64, "activation": "relu"}
