@@ -119,6 +119,9 @@ def _cache_key(f, trace_axes, diagonal_axes, vmap_axes, x1, x2, params):
 
 
 _EXPLAIN_CACHE: dict[Any, _auto.Explanation] = {}
+# Keys hold the user's f (and so its closure, e.g. a model's variables): keep the newest few
+# hundred choices, not every architecture a long search has seen.
+_EXPLAIN_MAX = 256
 # The chosen method's lowering, kept from explain() so that compiling it does not trace it again.
 _LOWERED: dict[Any, Any] = {}
 _LOWERED_MAX = 4
@@ -172,6 +175,8 @@ def explain(
         estimates[m.value] = est
     result = _auto.Explanation(_auto.choose(estimates), estimates)
     if key is not None:
+        while len(_EXPLAIN_CACHE) >= _EXPLAIN_MAX:
+            _EXPLAIN_CACHE.pop(next(iter(_EXPLAIN_CACHE)))
         _EXPLAIN_CACHE[key] = result
         if result.method in lowered:
             # Only compiling pops an entry; explain() alone or the traced path would keep every

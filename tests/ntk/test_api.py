@@ -92,6 +92,18 @@ def test_explain_is_cached(fcn, monkeypatch):
     assert calls == []
 
 
+def test_explain_cache_keeps_only_the_newest(fcn, monkeypatch):
+    from ntknas.ntk import _api
+
+    monkeypatch.setattr(_api, "_EXPLAIN_CACHE", {})
+    monkeypatch.setattr(_api, "_EXPLAIN_MAX", 2)
+    fs = [lambda p, x, k=k: fcn.f(p, x) * k for k in (1.0, 2.0, 3.0)]  # three distinct functions
+    for f in fs:
+        ntk.explain(f, fcn.x1, fcn.x2, fcn.params)
+    assert len(_api._EXPLAIN_CACHE) == 2
+    assert {key[0] for key in _api._EXPLAIN_CACHE} == set(fs[1:])  # the oldest went first
+
+
 def test_auto_prefers_vector_products_for_wide_outputs():
     """Paper §3.5: for an FCN with many logits, NTK-vector products beat Jacobian contraction."""
     c = zoo.relu_fcn(np.float32, depth=4, width=64, o=64, n1=4, n2=4)
