@@ -27,12 +27,25 @@ jax.config.update("jax_enable_x64", True)  # SynFlow overflows float32; kernels 
 import pandas as pd  # noqa: E402
 
 from ntknas import compare  # noqa: E402
+from ntknas.proxies import PROXIES  # noqa: E402
 from ntknas.scoring import ScoreOptions, Scorer  # noqa: E402
 from search_spaces import get_space  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TRUTH = os.path.join(HERE, "..", "..", "shared", "data", "nb201_val_acc_sample1000.csv")
 OUT = os.path.join(HERE, "out")
+COLUMNS = [
+    "cell",
+    "setting",
+    "config",
+    "description",
+    *PROXIES,
+    *compare.REFERENCE_PROXIES,
+    *compare.SECONDS_COLUMNS,
+    "compile_seconds",
+    "method",
+    "error",
+]
 SETTINGS = ("gaussian:eval", "digits:eval", "gaussian:train", "digits:train")
 
 
@@ -131,7 +144,10 @@ def _run(cells, args) -> None:
             row = proxies.score_row(space, {"cell": cell}, options, time_costs=i < 3)
             row = dict(row, cell=cell, setting=setting)
             path = paths[setting]
-            pd.DataFrame([row]).to_csv(path, mode="a", header=not os.path.exists(path), index=False)
+            # fixed columns: rows with and without the timed-cost columns line up in one file
+            pd.DataFrame([row]).reindex(columns=COLUMNS).to_csv(
+                path, mode="a", header=not os.path.exists(path), index=False
+            )
         rate = (time.perf_counter() - start) / (i + 1)
         print(f"{args.shard} {i + 1}/{len(cells)} {cell} {rate:.1f} s/cell", flush=True)
 
