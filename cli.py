@@ -125,7 +125,7 @@ def _console():
 
 
 def _search_args(p: argparse.ArgumentParser, leaderboard: bool = True) -> None:
-    from ntknas.search import DEFAULT_STORAGE, sampler_names
+    from ntknas.search import DEFAULT_OBJECTIVE, DEFAULT_STORAGE, sampler_names
     from ntknas.search._storage import DEFAULT_HEARTBEAT
 
     p.add_argument("--space", required=True, help="search space (see `ntknas spaces`)")
@@ -134,8 +134,9 @@ def _search_args(p: argparse.ArgumentParser, leaderboard: bool = True) -> None:
     )
     p.add_argument(
         "--objective",
-        default="ntk_cond:min",
-        help="proxies[:min|max], comma separated (default ntk_cond:min)",
+        default=DEFAULT_OBJECTIVE,
+        help="proxy[:min|max], several comma separated (a Pareto search), or a rank sum "
+        f"rank(a:min+b:max) (TE-NAS aggregation); default {DEFAULT_OBJECTIVE}",
     )
     p.add_argument(
         "--sampler", choices=sampler_names(), default="tpe", help="Optuna sampler (default tpe)"

@@ -6,7 +6,7 @@ import json
 import math
 
 from .. import proxies
-from ._objective import parse_objective
+from ._objective import parse_objective, rank_sum
 
 # Columns in the order they are shown; the rich table shows only TABLE_COLUMNS (plus objectives).
 _META = ["method", "seconds", "batch", "data", "seed", "bn", "input_shape", "dtype"]
@@ -30,13 +30,15 @@ def leaderboard(study, top: int | None = None, sort: str | None = None):
     Args:
       study: an ``optuna.Study`` (from :func:`ntknas.search` or ``optuna.load_study``).
       top: keep the best ``top`` rows.
-      sort: a proxy, optionally with a direction (``"ntk_trace:max"``); defaults to the study's
-        first objective in its direction.
+      sort: a proxy, optionally with a direction (``"ntk_trace:max"``), or a rank sum
+        (``"rank(ntk_cond:min+ntk_trace:max)"``); defaults to the study's objective (its first
+        proxy, or its rank sum).
 
     Returns:
       A ``pandas.DataFrame`` with columns ``rank``, ``trial``, ``description``, every proxy of
       :data:`ntknas.proxies.PROXIES`, ``method``, ``seconds``, the scoring options, and ``config``
-      (canonical JSON). Multi-objective studies also get ``pareto`` (on the Pareto front).
+      (canonical JSON). Multi-objective studies also get ``pareto`` (on the Pareto front), and
+      a rank-sum order ``rank_sum`` (over the rows listed, before ``top``; higher is better).
 
     Raises:
       ValueError: an unknown sort proxy or a bad ``top``.
@@ -47,9 +49,10 @@ def leaderboard(study, top: int | None = None, sort: str | None = None):
         raise ValueError(f"top must be a positive int, got {top!r}")
     if sort is None:
         objective = study.user_attrs.get("objective")
-        target = parse_objective(objective)[0] if objective else None
+        targets = parse_objective(objective) if objective else ()
     else:
-        target = parse_objective(sort)[0]
+        targets = parse_objective(sort)
+    target = targets[0] if targets else None
     pareto = set()
     if len(study.directions) > 1:
         pareto = {t.number for t in study.best_trials}
@@ -71,7 +74,11 @@ def leaderboard(study, top: int | None = None, sort: str | None = None):
     columns = ["trial", "description", *proxies.PROXIES, *_META]
     columns += ["pareto"] if pareto else []
     df = pd.DataFrame(rows, columns=[*columns, "config"])
-    if target is not None and len(df):
+    if target is not None and target.rank:  # ranks among the listed architectures
+        df["rank_sum"] = rank_sum({t.proxy: df[t.proxy] for t in targets}, targets)
+        df = df.assign(_key=-df["rank_sum"].fillna(-math.inf))
+        df = df.sort_values(["_key", "trial"], kind="stable").drop(columns="_key")
+    elif target is not None and len(df):
         key = df[target.proxy].astype(float)
         if target.direction == "maximize":
             key = -key
@@ -107,9 +114,9 @@ def render(df, fmt: str = "table", study=None, console=None) -> str | None:
     from rich.console import Console
     from rich.table import Table
 
-    extra = []
+    extra = ["rank_sum"] if "rank_sum" in df.columns else []
     if study is not None and study.user_attrs.get("objective"):
-        extra = [t.proxy for t in parse_objective(study.user_attrs["objective"])]
+        extra += [t.proxy for t in parse_objective(study.user_attrs["objective"])]
     cols = ["rank", "description"] + list(dict.fromkeys(extra + TABLE_COLUMNS))
     cols += ["pareto"] if "pareto" in df.columns else []
     title = f"study {study.study_name}" if study is not None else None

@@ -1,4 +1,11 @@
-"""What a study optimizes (``ntk_cond:min,params:min``) and the Optuna objective of a trial."""
+"""What a study optimizes and the Optuna objective of a trial.
+
+An objective is one proxy (``ntk_cond:min``), several (``ntk_cond:min,params:min``: a Pareto
+search), or a rank sum (``rank(ntk_cond:min+ntk_trace:max+flops:max)``): TE-NAS's aggregation, in
+which every architecture is ranked by each proxy in its direction and the ranks are added. A rank
+is relative to the other architectures, so Optuna searches the parts' Pareto front (the rank sum's
+best is always on it) and the leaderboard orders the study's architectures by their rank sum.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,8 @@ from typing import Any
 from .. import proxies
 
 _WAIT_SECONDS = 0.5  # polling for a duplicate that another worker is scoring
+# The default objective, chosen by the NAS-Bench-201 study in experiments/README.md.
+DEFAULT_OBJECTIVE = "ntk_cond:min"
 _DIRECTIONS = {"min": "minimize", "minimize": "minimize", "max": "maximize", "maximize": "maximize"}
 
 
@@ -19,9 +28,14 @@ class Target:
 
     proxy: str
     direction: str  # "minimize" | "maximize"
+    rank: bool = False  # a part of a rank-sum objective
 
     def __str__(self) -> str:
         return f"{self.proxy}:{self.direction[:3]}"
+
+    @property
+    def sign(self) -> int:
+        return 1 if self.direction == "maximize" else -1
 
     @property
     def worst(self) -> float:
@@ -29,15 +43,29 @@ class Target:
 
 
 def parse_objective(spec: str | list[str] | tuple[str, ...]) -> tuple[Target, ...]:
-    """``"ntk_cond"``, ``"ntk_trace:max"`` or ``"ntk_cond:min,params:min"`` -> targets.
+    """``"ntk_cond"``, ``"ntk_trace:max"``, ``"ntk_cond:min,params:min"`` or
+    ``"rank(ntk_cond:min+ntk_trace:max)"`` -> targets (a rank sum's have ``rank=True``).
 
     A proxy without a direction takes the one earlier work uses (see ``ntknas.proxies.PROXIES``).
 
     Raises:
       ValueError: an unknown proxy or direction (the message lists the allowed ones), an empty
-        spec, or the same proxy twice.
+        spec, the same proxy twice, or a rank sum mixed with other objectives.
     """
-    parts = spec.split(",") if isinstance(spec, str) else list(spec)
+    rank = False
+    if isinstance(spec, str):
+        text = spec.strip()
+        if text.startswith("rank(") and text.endswith(")"):
+            rank, parts = True, text[len("rank(") : -1].split("+")
+        elif "rank(" in text:
+            raise ValueError(
+                f"objective {spec!r}: a rank sum is a whole objective, "
+                "e.g. rank(ntk_cond:min+ntk_trace:max)"
+            )
+        else:
+            parts = text.split(",")
+    else:
+        parts = list(spec)
     targets = []
     for part in parts:
         name, _, direction = part.strip().partition(":")
@@ -54,7 +82,7 @@ def parse_objective(spec: str | list[str] | tuple[str, ...]) -> tuple[Target, ..
             direction = _DIRECTIONS[direction]
         else:
             direction = proxies.PROXIES[name].direction
-        targets.append(Target(name, direction))
+        targets.append(Target(name, direction, rank))
     if not targets:
         raise ValueError("the objective names no proxy")
     names = [t.proxy for t in targets]
@@ -64,7 +92,20 @@ def parse_objective(spec: str | list[str] | tuple[str, ...]) -> tuple[Target, ..
 
 
 def objective_str(targets: tuple[Target, ...]) -> str:
+    if targets and targets[0].rank:
+        return "rank(" + "+".join(map(str, targets)) + ")"
     return ",".join(map(str, targets))
+
+
+def rank_sum(values: dict[str, list[float]], targets: tuple[Target, ...]):
+    """TE-NAS's aggregation over a set of architectures: Σ_parts rank(sign · value), best =
+    highest; NaN where a part is missing (``values``: proxy -> one value per architecture)."""
+    import numpy as np
+
+    from ..compare._stats import rank_sum as _rank_sum
+
+    columns = {t.proxy: np.asarray(values[t.proxy], dtype=np.float64) for t in targets}
+    return _rank_sum(columns, {t.proxy: t.sign for t in targets})
 
 
 class CandidateFailed(RuntimeError):

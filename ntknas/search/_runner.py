@@ -18,7 +18,7 @@ def search(
     space,
     n_trials: int = 20,
     *,
-    objective: str = "ntk_cond:min",
+    objective: str = _objective.DEFAULT_OBJECTIVE,
     sampler: str = "tpe",
     seed: int = 0,
     storage: str = _storage.DEFAULT_STORAGE,
@@ -46,8 +46,10 @@ def search(
       space: a space name (``ntknas spaces``) or a :class:`search_spaces.SearchSpace`.
       n_trials: trials this call adds to the study (all its ``jobs`` together); a trial whose
         worker died and that was retried counts once.
-      objective: proxies with directions, e.g. ``"ntk_cond:min"`` or ``"ntk_cond:min,params:min"``
-        (multi-objective; use ``sampler="tpe"`` or ``"nsga2"``).
+      objective: proxies with directions, e.g. ``"ntk_cond:min"``, ``"ntk_cond:min,params:min"``
+        (multi-objective; use ``sampler="tpe"`` or ``"nsga2"``), or a rank sum such as
+        ``"rank(ntk_cond:min+ntk_trace:max)"`` (a Pareto search over its parts; the leaderboard
+        orders by the rank sum). Default: :data:`DEFAULT_OBJECTIVE`.
       sampler: ``"tpe"``, ``"random"``, ``"nsga2"``, ``"grid"`` or ``"qmc"``.
       seed: seeds the sampler, the initialization and the data.
       storage: an Optuna storage URL (``"memory"`` for none); SQLite in the working directory by

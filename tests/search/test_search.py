@@ -111,6 +111,49 @@ def test_multi_objective_with_nsga2():
     assert "pareto" in df.columns and df["pareto"].any()
 
 
+def test_rank_sum_objective_searches_the_parts_and_ranks_by_their_rank_sum():
+    from scipy.stats import rankdata
+
+    spec = "rank(ntk_cond:min+ntk_trace:max+params:max)"
+    study = ntknas.search(Tiny(), 6, objective=spec, sampler="random", storage="memory", **SMALL)
+    assert [d.name for d in study.directions] == ["MINIMIZE", "MAXIMIZE", "MAXIMIZE"]
+    assert study.study_name == f"tiny-{spec}"
+    df = ntknas.leaderboard(study)
+    expected = (
+        rankdata(-df["ntk_cond"].to_numpy(float))
+        + rankdata(df["ntk_trace"].to_numpy(float))
+        + rankdata(df["params"].to_numpy(float))
+    )
+    assert len(df) >= 2 and df["rank_sum"].tolist() == expected.tolist()
+    assert list(df["rank_sum"]) == sorted(df["rank_sum"], reverse=True)  # best first
+    # the same order from a plain study, sorted afterwards
+    plain = ntknas.leaderboard(study, sort="ntk_trace:max")
+    assert "rank_sum" not in plain.columns
+    resorted = ntknas.leaderboard(study, sort=spec)
+    assert resorted["trial"].tolist() == df["trial"].tolist()
+
+
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ("rank(ntk_cond:min+accuracy)", "unknown proxy"),
+        ("params:min,rank(ntk_cond:min+ntk_trace:max)", "a rank sum is a whole objective"),
+        ("rank(ntk_cond+ntk_cond:max)", "twice"),
+    ],
+)
+def test_bad_rank_objectives(spec, match):
+    with pytest.raises(ValueError, match=match):
+        S.parse_objective(spec)
+
+
+def test_objective_strings_round_trip():
+    from ntknas.search._objective import objective_str
+
+    for spec in ("ntk_cond:min", "ntk_cond:min,params:min", "rank(ntk_cond:min+flops:max)"):
+        assert objective_str(S.parse_objective(spec)) == spec
+    assert S.parse_objective(S.DEFAULT_OBJECTIVE)
+
+
 @pytest.mark.parametrize("sampler", ["tpe", "qmc"])
 def test_other_samplers_run(sampler):
     study = ntknas.search(Tiny(), 2, sampler=sampler, storage="memory", **SMALL)
