@@ -340,6 +340,10 @@ def _compile(model: _Model, options: ScoreOptions, params, state, inputs, arch=(
     from . import ntk
 
     t0 = time.perf_counter()
+    if model.vmap_axes is None and not jax.tree.leaves(state.get("batch_stats", {})):
+        # bn="train" on a network without BatchNorm: no batch statistics couple the examples,
+        # so the kernel is taken per example (the same kernel, far cheaper to structure)
+        model.vmap_axes = ((0, None) if not arch else (0, None, None), 0)
     kernel_fn = ntk.ntk_fn(model.f, method=options.method, vmap_axes=model.vmap_axes)
     # Compiled from auto's own lowering of the chosen method: nothing is traced twice.
     exe = kernel_fn.compile((inputs, state, *arch), None, params)

@@ -9,6 +9,7 @@ Example:
 from ._leaderboard import leaderboard as leaderboard
 from ._leaderboard import render as render
 from ._objective import DEFAULT_OBJECTIVE as DEFAULT_OBJECTIVE
+from ._objective import DEFAULT_SEARCH_BN as DEFAULT_SEARCH_BN
 from ._objective import Target as Target
 from ._objective import parse_objective as parse_objective
 from ._runner import search as search

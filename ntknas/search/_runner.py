@@ -65,7 +65,7 @@ def search(
         one for ``grace`` seconds is failed and retried by another worker.
       grace: seconds (default ``4 * heartbeat``).
       **score_options: fields of :class:`ntknas.scoring.ScoreOptions` (batch, data, num_classes,
-        input_shape, bn, float64, method).
+        input_shape, bn, float64, method); ``bn`` defaults to :data:`DEFAULT_SEARCH_BN` here.
 
     Returns:
       The ``optuna.Study``.
@@ -86,7 +86,7 @@ def search(
 
     space = space if isinstance(space, SearchSpace) else get_space(space)
     targets = _objective.parse_objective(objective)
-    options = ScoreOptions(seed=seed, **score_options)
+    options = ScoreOptions(seed=seed, **{"bn": _objective.DEFAULT_SEARCH_BN, **score_options})
     if not isinstance(n_trials, int) or n_trials < 0:
         raise ValueError(f"n_trials must be a non-negative int, got {n_trials!r}")
     if max_params is not None and (not isinstance(max_params, int) or max_params < 1):
