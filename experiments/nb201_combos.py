@@ -50,9 +50,9 @@ POOL = (
 )
 
 
-def load(setting: str, batch: int, size: int, metric: str) -> pd.DataFrame:
+def load(setting: str, batch: int, size: int, metric: str, prefix="nb201") -> pd.DataFrame:
     data, bn = setting.split(":")
-    path = os.path.join(OUT, f"nb201_{data}_{bn}_b{batch}_s{size}.csv")
+    path = os.path.join(OUT, f"{prefix}_{data}_{bn}_b{batch}_s{size}.csv")
     df = pd.read_csv(path, dtype={"cell": str})
     df = df[df["error"].isna() | (df["error"].astype(str) == "")]
     truth = pd.read_csv(TRUTH, dtype={"op_indices": str})
@@ -89,7 +89,17 @@ def main() -> int:
     p.add_argument("--metric", default="val_acc_cifar10")
     p.add_argument("--max-size", type=int, default=3)
     p.add_argument("--top", type=int, default=15)
+    p.add_argument(
+        "--check",
+        nargs="+",
+        default=None,
+        metavar="COMBINATION",
+        help="only report these combinations (a+b+c), with bootstrap intervals, on the study's "
+        "cells and on the held-out cells (nb201_proxies.py --holdout), every metric",
+    )
     args = p.parse_args()
+    if args.check:
+        return check(args)
     for setting in args.settings:
         df = load(setting, args.batch, args.input_size, args.metric)
         pool = [c for c in POOL if c in df and np.isfinite(df[c].astype(float)).any()]
@@ -134,6 +144,43 @@ def main() -> int:
             "\nbest single proxies:",
             ", ".join(f"{r['combination']} {r['all']:+.3f}" for _, r in singles.iterrows()),
         )
+    return 0
+
+
+def check(args) -> int:
+    """Chosen combinations against the best single proxies, on the sample and the held-out
+    cells, for CIFAR-10, CIFAR-100 and ImageNet16-120, with 95% bootstrap intervals."""
+    from ntknas.compare._stats import rank_correlation
+
+    metrics = ["val_acc_cifar10", "val_acc_cifar100", "val_acc_ImageNet16-120"]
+    for setting in args.settings:
+        for prefix in ("nb201", "nb201holdout"):
+            try:
+                df = load(setting, args.batch, args.input_size, metrics[0], prefix)
+            except FileNotFoundError:
+                print(f"\n{prefix} {setting}: no scores")
+                continue
+            print(f"\n## {prefix} {setting}: {len(df)} cells (Spearman [95% CI], Kendall)\n")
+            print("| proxy | " + " | ".join(metrics) + " |")
+            print("|---|" + "---|" * len(metrics))
+            for name in [*args.check, "params", "naswot", "synflow", "ntk_cond"]:
+                combo = tuple(name.split("+"))
+                x = (
+                    combo_score(df, combo)
+                    if len(combo) > 1
+                    else sign(name) * df[name].to_numpy(dtype=np.float64)
+                )
+                cells = []
+                for m in metrics:
+                    r = rank_correlation(x, df[m].to_numpy(dtype=np.float64), n_boot=1000, seed=0)
+                    cells.append(
+                        f"{r['spearman']:+.3f} [{r['spearman_lo']:+.2f}, {r['spearman_hi']:+.2f}]"
+                        f", τ {r['kendall']:+.3f}"
+                    )
+                label = (
+                    f"rank({name})" if len(combo) > 1 else f"{'-' if sign(name) < 0 else ''}{name}"
+                )
+                print(f"| {label} | " + " | ".join(cells) + " |")
     return 0
 
 

@@ -70,11 +70,21 @@ def main() -> int:
         help="K/N: score every N-th sampled cell from the K-th, into its own part file, so N "
         "processes can share the work (XLA compiles on one core)",
     )
+    p.add_argument(
+        "--holdout",
+        type=int,
+        default=0,
+        help="score this many other cells instead (outside the --samples sample, seeded by "
+        "--sample-seed + 1), into nb201holdout_* files: a check of choices made on the sample",
+    )
     p.add_argument("--report-only", action="store_true")
     args = p.parse_args()
     os.makedirs(OUT, exist_ok=True)
     truth = pd.read_csv(TRUTH, dtype={"op_indices": str})
     sample = truth.sample(n=args.samples, random_state=args.sample_seed)
+    if args.holdout:
+        rest = truth.drop(index=sample.index)
+        sample = rest.sample(n=args.holdout, random_state=args.sample_seed + 1)
     if not args.report_only:
         _run(sample["op_indices"].tolist(), args)
     for setting in args.settings:
@@ -84,7 +94,8 @@ def main() -> int:
 
 def _path(setting, args, shard=None) -> str:
     data, bn = setting.split(":")
-    base = os.path.join(OUT, f"nb201_{data}_{bn}_b{args.batch}_s{args.input_size}")
+    prefix = "nb201holdout" if args.holdout else "nb201"
+    base = os.path.join(OUT, f"{prefix}_{data}_{bn}_b{args.batch}_s{args.input_size}")
     return base + (f".part{shard.replace('/', 'of')}.csv" if shard else ".csv")
 
 

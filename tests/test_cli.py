@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 import cli
+from ntknas.search import DEFAULT_OBJECTIVE
 
 ROOT = Path(__file__).resolve().parents[1]
 # Small settings: a 2x2x3 input, batch 2, and a parameter cap so big MLPs are skipped unscored.
@@ -50,8 +51,8 @@ def test_search_in_process_prints_leaderboard_and_resumes(study_db, capsys):
     code = cli.main(["search", "--space", "mlp", "--trials", "2", "--storage", study_db, *TINY])
     out = capsys.readouterr().out
     assert code == 0
-    assert "study mlp-ntk_cond:min: 5 complete" in out  # 3 earlier trials + 2 now
-    assert "ntk_cond" in out and "rank" in out
+    assert f"study mlp-{DEFAULT_OBJECTIVE}: 5 complete" in out  # 3 earlier trials + 2 now
+    assert "ntk_cond" in out and "rank_sum" in out
 
 
 @pytest.mark.parametrize("fmt", ["table", "csv", "json"])
@@ -66,8 +67,9 @@ def test_leaderboard_in_process(study_db, capsys, fmt):
     elif fmt == "json":
         rows = json.loads(out)
         assert rows[0]["rank"] == 1 and isinstance(rows[0]["config"], dict)
-    else:
-        assert "ntk_trace_per_param" in out
+    else:  # the objective's rank sum and parts, then the usual columns
+        for name in ("rank_sum", "ntk_eig_min", "ntk_eff_rank", "ntk_cond", "params"):
+            assert name in out
 
 
 def test_score_in_process_config_and_configs_file(tmp_path, capsys):
@@ -131,7 +133,7 @@ def test_bad_input_is_one_line_and_exit_2(argv, says, capsys):
 
 def test_bad_study_name_lists_the_studies(study_db, capsys):
     assert cli.main(["leaderboard", "--storage", study_db, "--study", "nope"]) == 2
-    assert "mlp-ntk_cond:min" in _one_line_error(capsys.readouterr().err)
+    assert f"mlp-{DEFAULT_OBJECTIVE}" in _one_line_error(capsys.readouterr().err)
 
 
 def test_bench_command_is_registered():
@@ -148,7 +150,7 @@ def test_subprocess_search_leaderboard_spaces(tmp_path):
     r = _run("search", "--space", "mlp", "--trials", "2", "--no-progress", *TINY, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "ntknas.db").exists()  # the default storage, in the working directory
-    assert "mlp-ntk_cond:min" in r.stdout
+    assert f"mlp-{DEFAULT_OBJECTIVE}" in r.stdout
     r = _run("leaderboard", "--format", "csv", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("rank,trial,description,ntk_cond")

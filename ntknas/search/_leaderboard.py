@@ -13,7 +13,6 @@ _META = ["method", "seconds", "batch", "data", "seed", "bn", "input_shape", "dty
 TABLE_COLUMNS = [
     "ntk_cond",
     "ntk_trace",
-    "ntk_trace_per_param",
     "params",
     "flops",
     "method",

@@ -20,7 +20,7 @@ _WAIT_SECONDS = 0.5  # polling for a duplicate that another worker is scoring
 # The defaults of a search, chosen by the NAS-Bench-201 study in experiments/README.md: the rank
 # sum that ranked cells best, and BatchNorm on batch statistics, without which the NTK proxies
 # said little (a network without BatchNorm scores the same in either mode).
-DEFAULT_OBJECTIVE = "ntk_cond:min"
+DEFAULT_OBJECTIVE = "rank(ntk_eig_min:max+ntk_eff_rank:max+flops:max)"
 DEFAULT_SEARCH_BN = "train"
 _DIRECTIONS = {"min": "minimize", "minimize": "minimize", "max": "maximize", "maximize": "maximize"}
 

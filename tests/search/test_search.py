@@ -20,12 +20,12 @@ def _url(tmp_path):
 def test_search_persists_and_resumes_from_sqlite(tmp_path):
     url = _url(tmp_path)
     study = ntknas.search(Tiny(), 3, storage=url, sampler="random", seed=1, **SMALL)
-    assert study.study_name == "tiny-ntk_cond:min"
+    assert study.study_name == f"tiny-{S.DEFAULT_OBJECTIVE}"
     assert len(study.trials) == 3
     first = {t.number: dict(t.user_attrs) for t in study.trials}
     # a new call with the same arguments resumes the same study from the file
     again = ntknas.search(Tiny(), 4, storage=url, sampler="random", seed=1, **SMALL)
-    trials = optuna.load_study(study_name="tiny-ntk_cond:min", storage=url).trials
+    trials = optuna.load_study(study_name=study.study_name, storage=url).trials
     assert len(trials) == 7 and len(again.trials) == 7
     for n, attrs in first.items():  # the earlier trials are kept untouched
         assert trials[n].user_attrs == attrs
@@ -48,7 +48,8 @@ def test_search_persists_and_resumes_from_sqlite(tmp_path):
         assert name in attrs
     for name in ("method", "seconds", "batch", "data", "seed", "bn", "description", "config"):
         assert name in attrs
-    assert complete[0].values[0] == attrs["ntk_cond"]
+    parts = S.parse_objective(S.DEFAULT_OBJECTIVE)  # Optuna's values are the objective's parts
+    assert complete[0].values == [attrs[t.proxy] for t in parts]
 
 
 def test_leaderboard_ranks_distinct_configs(tmp_path):
@@ -56,7 +57,9 @@ def test_leaderboard_ranks_distinct_configs(tmp_path):
     df = ntknas.leaderboard(study)
     assert len(df) == 4  # the grid covers the whole 4-config space, each listed once
     assert list(df["rank"]) == [1, 2, 3, 4]
-    assert list(df["ntk_cond"]) == sorted(df["ntk_cond"])
+    assert list(df["rank_sum"]) == sorted(df["rank_sum"], reverse=True)  # the default objective
+    by_cond = ntknas.leaderboard(study, sort="ntk_cond")
+    assert list(by_cond["ntk_cond"]) == sorted(df["ntk_cond"])
     by_trace = ntknas.leaderboard(study, sort="ntk_trace", top=2)
     assert len(by_trace) == 2
     assert by_trace["ntk_trace"].iloc[0] == df["ntk_trace"].max()  # ntk_trace defaults to max
