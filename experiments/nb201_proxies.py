@@ -2,13 +2,17 @@
 
 Scores a seeded sample of ../shared/data/nb201_val_acc_sample1000.csv with every proxy of
 ``ntknas compare`` (full and pseudo NTK, normalized NTK reads, params, FLOPs, NASWOT, SynFlow),
-for each setting (data x BatchNorm mode), appending rows to experiments/out/nb201_<setting>.csv as
-they come (a rerun skips cells already scored), then writes the correlation tables.
+for each setting (data x BatchNorm mode). Cells are the outer loop and settings the inner one, so
+a cell's kernel compiles once per BatchNorm mode; ``--shard K/N`` splits the cells over N
+processes. Each process appends its rows to experiments/out/nb201_<setting>.part<K>ofN.csv as they
+come (a rerun skips cells already scored); the report merges the parts and writes the correlation
+tables. ``--holdout K`` scores K other cells of the file (nb201holdout_* files) to check a choice
+made on the sample.
 
 Usage:
-  python experiments/nb201_proxies.py --samples 200 --settings gaussian:train digits:train \\
-      gaussian:eval digits:eval --batch 4 --input-size 16
-  python experiments/nb201_proxies.py --report-only   # tables from the CSVs already there
+  python experiments/nb201_proxies.py --samples 200 --shard 0/2 &
+  python experiments/nb201_proxies.py --samples 200 --shard 1/2 &
+  wait; python experiments/nb201_proxies.py --report-only
 """
 
 from __future__ import annotations
@@ -117,7 +121,8 @@ def _report(truth, setting, args) -> None:
         print(f"{setting}: no scores yet ({_path(setting, args)})")
         return
     df.to_csv(_path(setting, args), index=False)
-    df = df[df["error"].fillna("") == ""].merge(truth, left_on="cell", right_on="op_indices")
+    ok = df["error"].isna() | (df["error"].astype(str) == "")
+    df = df[ok].merge(truth, left_on="cell", right_on="op_indices")
     metrics = ["val_acc_cifar10", "val_acc_cifar100", "val_acc_ImageNet16-120"]
     out = _path(setting, args)[: -len(".csv")]
     title = f"NAS-Bench-201, {setting}, batch {args.batch}, {args.input_size}x{args.input_size}"

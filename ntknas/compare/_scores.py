@@ -1,8 +1,9 @@
 """Score a set of architectures with every proxy: the NTK family, params, FLOPs, NASWOT, SynFlow.
 
-The NTK proxies come from one kernel per architecture (:class:`ntknas.scoring.Scorer`, through the
-space's shared graph when it has one); NASWOT and SynFlow are computed here, also through the
-shared graph when there is one, so a whole study compiles each function once.
+The NTK proxies come from one kernel per architecture (:class:`ntknas.scoring.Scorer`); NASWOT and
+SynFlow are computed here. For a set of at least :data:`SHARED_GRAPH_MIN` architectures of a space
+with a shared graph (nb201), both go through that graph, so the whole set compiles each function
+once; a few architectures are cheaper to compile one by one (measured in experiments/README.md).
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ from typing import Any
 
 import numpy as np
 
+# From this many configs on, score_all goes through a space's shared graph. On nb201 (N=4, 16x16,
+# 2 CPU cores) the shared graph compiles once in ~110 s and takes ~6.4 s per cell, a cell's own
+# network ~10 s of compile and ~0.5 s per cell: the shared graph wins from a few dozen cells.
+SHARED_GRAPH_MIN = 32
 # Non-NTK reference proxies: name -> (direction, description).
 REFERENCE_PROXIES = {
     "naswot": ("maximize", "log|det| of the ReLU-code Hamming kernel (Mellor et al. 2021)"),
@@ -30,11 +35,13 @@ SECONDS_COLUMNS = {
 class _Reference:
     """NASWOT and SynFlow of configs of one space, compiled once per (module, shapes)."""
 
-    def __init__(self, space, options, naswot_batch: int):
+    def __init__(self, space, options, naswot_batch: int, shared_graph: bool = True):
         self.space, self.options, self.naswot_batch = space, options, naswot_batch
         self.num_classes = options.num_classes or space.default_num_classes
         self.input_shape = tuple(options.input_shape or space.default_input_shape)
-        self.shared = space.shared_graph(self.num_classes, self.input_shape)
+        self.shared = (
+            space.shared_graph(self.num_classes, self.input_shape) if shared_graph else None
+        )
         self._fns: dict = {}
         self._variables: Any = None
 
@@ -111,13 +118,15 @@ class ProxyScorer:
       scorer: the NTK :class:`ntknas.scoring.Scorer`; a shared-graph one by default.
       naswot_batch: examples in NASWOT's batch (Mellor et al. use 128; it needs N <= distinct
         codes, and log|det| over 4 examples says little).
+      shared_graph: compute NASWOT and SynFlow through the space's shared graph, if it has one.
     """
 
-    def __init__(self, scorer=None, naswot_batch: int = 32):
+    def __init__(self, scorer=None, naswot_batch: int = 32, shared_graph: bool = True):
         from ..scoring import Scorer
 
         self.scorer = scorer if scorer is not None else Scorer(shared_graphs=True)
         self.naswot_batch = naswot_batch
+        self.shared_graph = shared_graph
         self._references: dict = {}
 
     def score_row(self, space, config, options, *, time_costs: bool = False) -> dict[str, Any]:
@@ -142,7 +151,9 @@ class ProxyScorer:
                 row.update(_cost_seconds(space, config, options))
             key = (space.name, options, self.naswot_batch)
             if key not in self._references:
-                self._references[key] = _Reference(space, options, self.naswot_batch)
+                self._references[key] = _Reference(
+                    space, options, self.naswot_batch, self.shared_graph
+                )
             row.update(self._references[key].scores(config))
             row["error"] = ""
         except Exception as e:  # one bad candidate must not lose the others' scores
@@ -174,14 +185,19 @@ def score_all(
         (``seconds_params``, ``seconds_flops``; NaN for the others: the scorer gets both cheaply).
       on_row: called with ``(index, row)`` after each config.
 
+    Through the space's shared graph (if any) from :data:`SHARED_GRAPH_MIN` configs on.
+
     Returns:
       A ``pandas.DataFrame`` of :meth:`ProxyScorer.score_row` rows, proxies first.
     """
     import pandas as pd
 
     from ..proxies import PROXIES
+    from ..scoring import Scorer
 
-    proxies = ProxyScorer(naswot_batch=naswot_batch)
+    configs = list(configs)
+    shared = len(configs) >= SHARED_GRAPH_MIN
+    proxies = ProxyScorer(Scorer(shared_graphs=shared), naswot_batch, shared_graph=shared)
     rows = []
     for i, config in enumerate(configs):
         row = proxies.score_row(space, config, options, time_costs=i < timed_cost_rows)

@@ -106,7 +106,7 @@ def test_three_workers_reach_the_budget_exactly_and_leave_other_studies_alone(st
     pair = _cli("worker", *common, "--trials", "4", "--jobs", "2")
     single = _cli("worker", *common, "--trials", "3")
     out, _ = _finish(pair)
-    _finish(single)
+    single_out, _ = _finish(single)
     trials = _trials(storage_url, "shared")
     assert [t.state.name for t in trials] == ["COMPLETE"] * 7, out
     runs = {}
@@ -115,7 +115,8 @@ def test_three_workers_reach_the_budget_exactly_and_leave_other_studies_alone(st
     assert sorted(len(v) for v in runs.values()) == [3, 4]
     (three,) = [v for v in runs.values() if len(v) == 3]
     assert len({t.system_attrs[_heartbeat.WORKER_ATTR] for t in three}) == 1
-    assert "study shared: 7 complete" in out
+    # whichever run ends last sees every trial complete (the other may still be running one)
+    assert any("study shared: 7 complete" in o for o in (out, single_out)), (out, single_out)
     _assert_each_config_scored_once(trials)
     assert _snapshot(_trials(storage_url, "other")) == other
 
