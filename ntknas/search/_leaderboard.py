@@ -36,8 +36,9 @@ def leaderboard(study, top: int | None = None, sort: str | None = None):
     Returns:
       A ``pandas.DataFrame`` with columns ``rank``, ``trial``, ``description``, every proxy of
       :data:`ntknas.proxies.PROXIES`, ``method``, ``seconds``, the scoring options, and ``config``
-      (canonical JSON). Multi-objective studies also get ``pareto`` (on the Pareto front), and
-      a rank-sum order ``rank_sum`` (over the rows listed, before ``top``; higher is better).
+      (canonical JSON). Multi-objective studies also get ``pareto`` (on the Pareto front); a
+      rank-sum objective or sort adds ``rank_sum`` (ranks among all the rows listed, before
+      ``top`` is applied; higher is better) and orders by it.
 
     Raises:
       ValueError: an unknown sort proxy or a bad ``top``.
