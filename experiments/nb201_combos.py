@@ -5,7 +5,7 @@ Reads the per-setting scores of experiments/nb201_proxies.py. Every combination 
 :func:`ntknas.compare._report.sign`; directions are never fitted). Choosing the best of many
 combinations on the same cells flatters it, so the cells are split in two halves: a combination is
 chosen on one half and its Spearman is reported on the other (both ways), next to its Spearman on
-all cells. The study's own merged CSVs are read (run nb201_proxies.py --report-only first).
+all cells. It reads the study's part files through nb201_proxies.read_scores.
 
 Usage:
   python experiments/nb201_combos.py --settings digits:train gaussian:train --top 15
@@ -20,16 +20,14 @@ import sys
 
 import numpy as np
 import pandas as pd
-from scipy.stats import spearmanr
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from ntknas.compare._report import sign  # noqa: E402
-from ntknas.compare._stats import rank_sum  # noqa: E402
+import nb201_proxies  # noqa: E402  (this directory: the study's files and their reader)
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TRUTH = os.path.join(HERE, "..", "..", "shared", "data", "nb201_val_acc_sample1000.csv")
-OUT = os.path.join(HERE, "out")
+from ntknas.compare._report import sign  # noqa: E402
+from ntknas.compare._stats import rank_correlation, rank_sum  # noqa: E402
+
 POOL = (
     "ntk_cond",
     "ntk_trace",
@@ -50,13 +48,11 @@ POOL = (
 )
 
 
-def load(setting: str, batch: int, size: int, metric: str, prefix="nb201") -> pd.DataFrame:
-    data, bn = setting.split(":")
-    path = os.path.join(OUT, f"{prefix}_{data}_{bn}_b{batch}_s{size}.csv")
-    df = pd.read_csv(path, dtype={"cell": str})
-    df = df[df["error"].isna() | (df["error"].astype(str) == "")]
-    truth = pd.read_csv(TRUTH, dtype={"op_indices": str})
-    df = df.merge(truth, left_on="cell", right_on="op_indices")
+def load(setting: str, batch: int, size: int, metric: str, holdout=False) -> pd.DataFrame:
+    df = nb201_proxies.read_scores(setting, batch, size, holdout)
+    if df is None:
+        raise FileNotFoundError(nb201_proxies.path(setting, batch, size, holdout))
+    df = nb201_proxies.with_truth(df)
     return df.dropna(subset=[metric]).sort_values("cell").reset_index(drop=True)
 
 
@@ -77,8 +73,7 @@ def log_sum(df: pd.DataFrame, combo: tuple[str, ...]) -> np.ndarray:
 
 
 def spearman(x, y) -> float:
-    ok = ~np.isnan(x)
-    return float(spearmanr(x[ok], y[ok]).statistic)
+    return rank_correlation(x, y, n_boot=0)["spearman"]  # NaN pairs dropped
 
 
 def main() -> int:
@@ -150,13 +145,11 @@ def main() -> int:
 def check(args) -> int:
     """Chosen combinations against the best single proxies, on the sample and the held-out
     cells, for CIFAR-10, CIFAR-100 and ImageNet16-120, with 95% bootstrap intervals."""
-    from ntknas.compare._stats import rank_correlation
-
     metrics = ["val_acc_cifar10", "val_acc_cifar100", "val_acc_ImageNet16-120"]
     for setting in args.settings:
-        for prefix in ("nb201", "nb201holdout"):
+        for prefix, holdout in (("nb201", False), ("nb201holdout", True)):
             try:
-                df = load(setting, args.batch, args.input_size, metrics[0], prefix)
+                df = load(setting, args.batch, args.input_size, metrics[0], holdout)
             except FileNotFoundError:
                 print(f"\n{prefix} {setting}: no scores")
                 continue

@@ -92,37 +92,48 @@ def main() -> int:
     if not args.report_only:
         _run(sample["op_indices"].tolist(), args)
     for setting in args.settings:
-        _report(truth, setting, args)
+        _report(setting, args)
     return 0
 
 
-def _path(setting, args, shard=None) -> str:
+def path(setting, batch, size, holdout=False, shard=None) -> str:
+    """The merged CSV of a setting, or with ``shard`` ("K/N") the part file of one process."""
     data, bn = setting.split(":")
-    prefix = "nb201holdout" if args.holdout else "nb201"
-    base = os.path.join(OUT, f"{prefix}_{data}_{bn}_b{args.batch}_s{args.input_size}")
+    prefix = "nb201holdout" if holdout else "nb201"
+    base = os.path.join(OUT, f"{prefix}_{data}_{bn}_b{batch}_s{size}")
     return base + (f".part{shard.replace('/', 'of')}.csv" if shard else ".csv")
 
 
-def _read(setting, args):
-    """Every part file of a setting, one row per cell."""
-    paths = sorted(glob.glob(_path(setting, args)[: -len(".csv")] + ".part*.csv"))
+def read_scores(setting, batch, size, holdout=False):
+    """Every part file of a setting, one row per cell (None when there is none yet)."""
+    paths = sorted(glob.glob(path(setting, batch, size, holdout)[: -len(".csv")] + ".part*.csv"))
     if not paths:
         return None
     frames = [pd.read_csv(p, dtype={"cell": str}) for p in paths]
     return pd.concat(frames, ignore_index=True).drop_duplicates("cell", keep="last")
 
 
-def _report(truth, setting, args) -> None:
+def with_truth(df):
+    """The cells scored without error, joined with their trained accuracies."""
+    truth = pd.read_csv(TRUTH, dtype={"op_indices": str})
+    ok = df["error"].isna() | (df["error"].astype(str) == "")
+    return df[ok].merge(truth, left_on="cell", right_on="op_indices")
+
+
+def _path(setting, args, shard=None) -> str:
+    return path(setting, args.batch, args.input_size, args.holdout, shard)
+
+
+def _report(setting, args) -> None:
     """Correlations with the three data sets' accuracies: experiments/out/<setting>/summary.md."""
     from ntknas.compare._report import write_report
 
-    df = _read(setting, args)
+    df = read_scores(setting, args.batch, args.input_size, args.holdout)
     if df is None:
         print(f"{setting}: no scores yet ({_path(setting, args)})")
         return
     df.to_csv(_path(setting, args), index=False)
-    ok = df["error"].isna() | (df["error"].astype(str) == "")
-    df = df[ok].merge(truth, left_on="cell", right_on="op_indices")
+    df = with_truth(df)
     metrics = ["val_acc_cifar10", "val_acc_cifar100", "val_acc_ImageNet16-120"]
     out = _path(setting, args)[: -len(".csv")]
     title = f"NAS-Bench-201, {setting}, batch {args.batch}, {args.input_size}x{args.input_size}"

@@ -149,7 +149,7 @@ class ProxyScorer:
             row["seconds_ntk"] = r["init_seconds"] + r["kernel_seconds"]
             if time_costs:
                 row.update(_cost_seconds(space, config, options))
-            key = (space.name, options, self.naswot_batch)
+            key = (space.name, options)
             if key not in self._references:
                 self._references[key] = _Reference(
                     space, options, self.naswot_batch, self.shared_graph

@@ -74,14 +74,12 @@ def leaderboard(study, top: int | None = None, sort: str | None = None):
     columns = ["trial", "description", *proxies.PROXIES, *_META]
     columns += ["pareto"] if pareto else []
     df = pd.DataFrame(rows, columns=[*columns, "config"])
-    if target is not None and target.rank:  # ranks among the listed architectures
-        df["rank_sum"] = rank_sum({t.proxy: df[t.proxy] for t in targets}, targets)
-        df = df.assign(_key=-df["rank_sum"].fillna(-math.inf))
-        df = df.sort_values(["_key", "trial"], kind="stable").drop(columns="_key")
-    elif target is not None and len(df):
-        key = df[target.proxy].astype(float)
-        if target.direction == "maximize":
-            key = -key
+    if target is not None:
+        if target.rank:  # ranks among the listed architectures
+            df["rank_sum"] = rank_sum({t.proxy: df[t.proxy] for t in targets}, targets)
+            key = -df["rank_sum"]
+        else:
+            key = -target.sign * df[target.proxy].astype(float)
         df = df.assign(_key=key.fillna(math.inf)).sort_values(["_key", "trial"], kind="stable")
         df = df.drop(columns="_key")
     df.insert(0, "rank", range(1, len(df) + 1))
