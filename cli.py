@@ -126,8 +126,8 @@ def _console():
 
 
 def _search_args(p: argparse.ArgumentParser, leaderboard: bool = True) -> None:
-    from ntknas.search import DEFAULT_OBJECTIVE, DEFAULT_SEARCH_BN, DEFAULT_STORAGE, sampler_names
-    from ntknas.search._storage import DEFAULT_HEARTBEAT
+    from ntknas.study import DEFAULT_OBJECTIVE, DEFAULT_SEARCH_BN, DEFAULT_STORAGE, sampler_names
+    from ntknas.study._storage import DEFAULT_HEARTBEAT
 
     p.add_argument("--space", required=True, help="search space (see `ntknas spaces`)")
     p.add_argument(
@@ -171,7 +171,7 @@ def _search_args(p: argparse.ArgumentParser, leaderboard: bool = True) -> None:
 @command("search", _search_args)
 def _search(args) -> int:
     """Search a space: Optuna proposes, the full O×O NTK scores; ends with the leaderboard."""
-    from ntknas.search import leaderboard, render
+    from ntknas.study import leaderboard, render
 
     console = _console()
     study, code = _run_search(args, console)
@@ -195,7 +195,7 @@ def _worker(args) -> int:
 def _run_search(args, console):
     """Runs ``ntknas.search`` for ``search`` and ``worker``: (study or None, exit code)."""
     import ntknas
-    from ntknas.search import load_study, open_storage
+    from ntknas.study import load_study, open_storage
 
     space = _space(args.space)
     interrupted = False
@@ -220,8 +220,8 @@ def _run_search(args, console):
         interrupted = True
         if args.storage == "memory":
             return None, 130
-        from ntknas.search import parse_objective
-        from ntknas.search._objective import objective_str
+        from ntknas.study import parse_objective
+        from ntknas.study._objective import objective_str
 
         name = args.study or f"{space.name}-{objective_str(parse_objective(args.objective))}"
         study = load_study(open_storage(args.storage), name)
@@ -242,7 +242,7 @@ def _print_summary(study, console) -> None:
 
 
 def _leaderboard_args(p: argparse.ArgumentParser) -> None:
-    from ntknas.search import DEFAULT_STORAGE
+    from ntknas.study import DEFAULT_STORAGE
 
     p.add_argument(
         "--study", default=None, help="study name (default: the only study in the storage)"
@@ -260,7 +260,7 @@ def _leaderboard_args(p: argparse.ArgumentParser) -> None:
 @command("leaderboard", _leaderboard_args)
 def _leaderboard(args) -> int:
     """Rank the architectures of a study by their proxies (table, CSV or JSON)."""
-    from ntknas.search import leaderboard, load_study, open_storage, render
+    from ntknas.study import leaderboard, load_study, open_storage, render
 
     study = load_study(open_storage(args.storage, must_exist=True), args.study)
     text = render(leaderboard(study, top=args.top, sort=args.sort), args.format, study, _console())
@@ -311,7 +311,7 @@ def _read_configs(args) -> list[dict]:
 def _score(args) -> int:
     """Score given architectures in one process: one row per config, the config as JSON first."""
     from ntknas.scoring import score_many
-    from ntknas.search import render
+    from ntknas.study import render
 
     space = _space(args.space)
     configs = _read_configs(args)
@@ -337,7 +337,7 @@ def _spaces(args) -> int:
     """List the registered search spaces with their choices and sizes."""
     from rich.table import Table
 
-    from ntknas.search._spaces import space_summaries
+    from ntknas.study._spaces import space_summaries
 
     table = Table(title="search spaces")
     for c in ("name", "size", "input", "classes", "choices"):

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_case(space: str, workers: int, trials: int, mode: str, extra: list[str]) -> dict:
-    from ntknas.search import load_study, open_storage
+    from ntknas.study import load_study, open_storage
 
     with tempfile.TemporaryDirectory() as tmp:
         url = f"journal:{tmp}/study.log"

@@ -14,8 +14,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "score": ("ntknas.scoring", "score"),
-    "search": ("ntknas.search", None),  # the package itself, callable as search()
-    "leaderboard": ("ntknas.search", "leaderboard"),
+    "search": ("ntknas.study", "search"),
+    "leaderboard": ("ntknas.study", "leaderboard"),
 }
 
 
@@ -24,8 +24,7 @@ def __getattr__(name: str):
         import importlib
 
         module, attr = _LAZY[name]
-        mod = importlib.import_module(module)
-        return mod if attr is None else getattr(mod, attr)
+        return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'ntknas' has no attribute {name!r}")
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import cli
-from ntknas.search import DEFAULT_OBJECTIVE
+from ntknas.study import DEFAULT_OBJECTIVE
 
 ROOT = Path(__file__).resolve().parents[1]
 # Small settings: a 2x2x3 input, batch 2, and a parameter cap so big MLPs are skipped unscored.

@@ -6,7 +6,7 @@ import optuna
 import pytest
 
 import ntknas
-from ntknas import search as S
+from ntknas import study as S
 
 from ._toys import Flaky, InterruptAt, Tiny
 
@@ -150,7 +150,7 @@ def test_bad_rank_objectives(spec, match):
 
 
 def test_objective_strings_round_trip():
-    from ntknas.search._objective import objective_str
+    from ntknas.study._objective import objective_str
 
     for spec in ("ntk_cond:min", "ntk_cond:min,params:min", "rank(ntk_cond:min+flops:max)"):
         assert objective_str(S.parse_objective(spec)) == spec

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import ntknas
-from ntknas.search import _heartbeat, _processes, _storage
+from ntknas.study import _heartbeat, _processes, _storage
 
 from ._toys import Tiny
 

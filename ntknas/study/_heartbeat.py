@@ -16,7 +16,7 @@ import copy
 import threading
 import time
 
-# Imported only when a storage is opened (``ntknas.search`` stays light to import).
+# Imported only when a storage is opened (``ntknas.study`` stays light to import).
 from optuna.storages import JournalStorage
 
 RUN_ATTR = "ntknas:run"  # system attribute: the run (one command's budget) a trial counts for

@@ -1,7 +1,10 @@
-"""Optuna-driven training-free search: objective, study runner, storage, leaderboard.
+"""Optuna studies of architectures: the search that runs one, its storage, its leaderboard.
+
+``ntknas.search`` and ``ntknas.leaderboard`` are this package's :func:`search` and
+:func:`leaderboard`.
 
 Example:
-  >>> from ntknas.search import search, leaderboard
+  >>> from ntknas.study import leaderboard, search
   >>> study = search("nb201", n_trials=20, storage="sqlite:///ntknas.db")
   >>> leaderboard(study, top=5)
 """
@@ -18,17 +21,3 @@ from ._samplers import sampler_names as sampler_names
 from ._storage import DEFAULT_STORAGE as DEFAULT_STORAGE
 from ._storage import load_study as load_study
 from ._storage import open_storage as open_storage
-
-
-class _CallableModule(__import__("types").ModuleType):
-    """``ntknas.search`` names both this package and the function: calling it runs :func:`search`.
-
-    Python binds ``ntknas.search`` to the package as soon as it is imported, so a lazy attribute
-    alone cannot make ``ntknas.search(...)`` the function; a callable package makes both work.
-    """
-
-    def __call__(self, *args, **kwargs):
-        return search(*args, **kwargs)
-
-
-__import__("sys").modules[__name__].__class__ = _CallableModule

@@ -91,9 +91,9 @@ class Worker:
 
     Args:
       study: the ``optuna.Study``.
-      storage: its storage (as opened by :func:`ntknas.search.open_storage`).
+      storage: its storage (as opened by :func:`ntknas.study.open_storage`).
       url: the storage URL (for the lock).
-      objective: the :class:`~ntknas.search._objective.Objective`.
+      objective: the :class:`~ntknas.study._objective.Objective`.
       run_id: the run's id; trials are counted against ``budget`` by it.
       budget: trials the run holds when it is done.
       stopper: has ``requested``: stop after the running candidate.

@@ -10,7 +10,7 @@ def space_summaries() -> list[dict[str, Any]]:
     """One dict per registered space: name, size, input shape, classes, and the choices.
 
     Choices are read from the parameters ``suggest`` draws (see
-    :func:`ntknas.search.grid_search_space`); per-layer parameters ``heads_0``, ``heads_1``, ...
+    :func:`ntknas.study.grid_search_space`); per-layer parameters ``heads_0``, ``heads_1``, ...
     are shown once as ``heads_i`` with the number of layers that can have one.
     """
     from search_spaces import get_space, list_spaces

@@ -12,7 +12,7 @@ Which storage when:
 
 Persistent storages get heartbeats: a worker that dies mid-candidate leaves no trial RUNNING
 forever; after ``grace`` seconds without a heartbeat the trial is failed and re-queued
-(:mod:`ntknas.search._heartbeat`).
+(:mod:`ntknas.study._heartbeat`).
 """
 
 from __future__ import annotations
