@@ -14,10 +14,14 @@ from ._leaderboard import render as render
 from ._objective import DEFAULT_OBJECTIVE as DEFAULT_OBJECTIVE
 from ._objective import DEFAULT_SEARCH_BN as DEFAULT_SEARCH_BN
 from ._objective import Target as Target
+from ._objective import objective_str as objective_str
 from ._objective import parse_objective as parse_objective
+from ._runner import default_study_name as default_study_name
 from ._runner import search as search
 from ._samplers import grid_search_space as grid_search_space
 from ._samplers import sampler_names as sampler_names
+from ._spaces import space_summaries as space_summaries
+from ._storage import DEFAULT_HEARTBEAT as DEFAULT_HEARTBEAT
 from ._storage import DEFAULT_STORAGE as DEFAULT_STORAGE
 from ._storage import load_study as load_study
 from ._storage import open_storage as open_storage

@@ -15,6 +15,8 @@ import subprocess
 import sys
 
 from . import _heartbeat
+from ._job import Job, open_study, run_worker
+from ._ui import Progress, StopOnSigint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +79,7 @@ def plan(jobs: int, gpus: list[str] | None = None, cores: list[int] | None = Non
     return placements
 
 
-def run_processes(job, jobs: int, study, store, *, progress=False, console=None) -> list[int]:
+def run_processes(job: Job, jobs: int, study, store, *, progress=False, console=None) -> list[int]:
     """Runs ``job`` in ``jobs`` processes and waits for them.
 
     The first Ctrl-C is passed on to every worker (each stops after its running candidate); a
@@ -87,8 +89,6 @@ def run_processes(job, jobs: int, study, store, *, progress=False, console=None)
       The workers' exit codes (negative: killed by that signal).
     """
     import multiprocessing
-
-    from ._runner import _Progress, _StopOnSigint
 
     ctx = multiprocessing.get_context("spawn")
     procs = []
@@ -105,8 +105,8 @@ def run_processes(job, jobs: int, study, store, *, progress=False, console=None)
 
     try:
         with (
-            _StopOnSigint(on_first=forward_sigint),
-            _Progress(progress, job.budget, console) as bar,
+            StopOnSigint(on_first=forward_sigint),
+            Progress(progress, job.budget, console) as bar,
         ):
             while any(p.is_alive() for p in procs):
                 for p in procs:
@@ -144,17 +144,15 @@ def finished_trials(store, study, run_id: str) -> int:
     return sum(t.state.is_finished() and t.number not in retried for t in mine)
 
 
-def _child(job, index: int, cpus: tuple[int, ...] | None) -> None:
+def _child(job: Job, index: int, cpus: tuple[int, ...] | None) -> None:
     """A worker process: pinned to its cores, in its own process group (Ctrl-C reaches the
     parent, which passes one on), then the same loop as a single-process search."""
     os.setpgid(0, 0)
     if cpus:
         os.sched_setaffinity(0, cpus)
-    from ._runner import _StopOnSigint, open_study, run_worker
-
     try:
         store, study = open_study(job)
-        with _StopOnSigint(announce=False) as stopper:
+        with StopOnSigint(announce=False) as stopper:
             run_worker(job, store, study, stopper, index=index)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ._samplers import probe_distributions
+from ._ui import quiet_optuna
+
 
 def space_summaries() -> list[dict[str, Any]]:
     """One dict per registered space: name, size, input shape, classes, and the choices.
@@ -15,13 +18,10 @@ def space_summaries() -> list[dict[str, Any]]:
     """
     from search_spaces import get_space, list_spaces
 
-    from ._runner import _quiet_optuna
-    from ._samplers import probe_distributions
-
     rows = []
     for name in list_spaces():
         space = get_space(name)
-        with _quiet_optuna():
+        with quiet_optuna():
             dists = probe_distributions(space, probes=128)
         rows.append(
             {

@@ -150,11 +150,11 @@ def test_bad_rank_objectives(spec, match):
 
 
 def test_objective_strings_round_trip():
-    from ntknas.study._objective import objective_str
-
     for spec in ("ntk_cond:min", "ntk_cond:min,params:min", "rank(ntk_cond:min+flops:max)"):
-        assert objective_str(S.parse_objective(spec)) == spec
+        assert S.objective_str(S.parse_objective(spec)) == spec
+        assert S.default_study_name("tiny", spec) == f"tiny-{spec}"
     assert S.parse_objective(S.DEFAULT_OBJECTIVE)
+    assert S.default_study_name("tiny", "ntk_cond") == "tiny-ntk_cond:min"  # direction written
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "qmc"])
@@ -209,3 +209,42 @@ def test_importing_ntknas_stays_light():
         "assert not heavy, heavy; assert callable(ntknas.search) and callable(ntknas.score)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_search_is_a_plain_function():
+    import inspect
+
+    assert inspect.isfunction(ntknas.search) and ntknas.search is S.search
+    assert ntknas.leaderboard is S.leaderboard
+
+
+def test_the_study_modules_import_one_way():
+    """No cycle among ntknas/study's modules, counting imports inside functions too."""
+    import ast
+    from pathlib import Path
+
+    folder = Path(S.__file__).parent
+    modules = {p.stem: ast.parse(p.read_text()) for p in folder.glob("*.py")}
+    graph = {}
+    for name, tree in modules.items():
+        graph[name] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                targets = [node.module] if node.module else [a.name for a in node.names]
+                graph[name] |= {t.split(".")[0] for t in targets} & set(modules)
+            elif isinstance(node, ast.ImportFrom | ast.Import):  # absolute: ntknas.study.X
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                for n in names:
+                    if n.startswith("ntknas.study."):
+                        graph[name].add(n.split(".")[2])
+    assert graph["_runner"] and graph["_processes"]  # the walk sees the imports
+
+    def reaches(start, goal, seen):
+        for t in graph[start] - seen:
+            if t == goal or reaches(t, goal, seen | {t}):
+                return True
+        return False
+
+    cycles = [n for n in graph if reaches(n, n, set())]
+    assert not cycles, {n: sorted(graph[n]) for n in cycles}
