@@ -7,7 +7,6 @@ unusable storage URL) is reported as one line on stderr with exit code 2, never 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 
@@ -110,10 +109,7 @@ def _score_options(args, space) -> dict:
 def _space(name: str):
     from search_spaces import get_space
 
-    try:
-        return get_space(name)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    return get_space(name)
 
 
 def _console():
@@ -126,8 +122,13 @@ def _console():
 
 
 def _search_args(p: argparse.ArgumentParser, leaderboard: bool = True) -> None:
-    from ntknas.study import DEFAULT_OBJECTIVE, DEFAULT_SEARCH_BN, DEFAULT_STORAGE, sampler_names
-    from ntknas.study._storage import DEFAULT_HEARTBEAT
+    from ntknas.study import (
+        DEFAULT_HEARTBEAT,
+        DEFAULT_OBJECTIVE,
+        DEFAULT_SEARCH_BN,
+        DEFAULT_STORAGE,
+        sampler_names,
+    )
 
     p.add_argument("--space", required=True, help="search space (see `ntknas spaces`)")
     p.add_argument(
@@ -195,7 +196,7 @@ def _worker(args) -> int:
 def _run_search(args, console):
     """Runs ``ntknas.search`` for ``search`` and ``worker``: (study or None, exit code)."""
     import ntknas
-    from ntknas.study import load_study, open_storage
+    from ntknas.study import default_study_name, load_study, open_storage
 
     space = _space(args.space)
     interrupted = False
@@ -220,10 +221,7 @@ def _run_search(args, console):
         interrupted = True
         if args.storage == "memory":
             return None, 130
-        from ntknas.study import parse_objective
-        from ntknas.study._objective import objective_str
-
-        name = args.study or f"{space.name}-{objective_str(parse_objective(args.objective))}"
+        name = args.study or default_study_name(space.name, args.objective)
         study = load_study(open_storage(args.storage), name)
     return study, 130 if interrupted else 0
 
@@ -285,26 +283,11 @@ def _score_args(p: argparse.ArgumentParser) -> None:
 
 
 def _read_configs(args) -> list[dict]:
+    from ntknas.configs import parse_config, read_jsonl
+
     if args.config is not None:
-        lines = [("--config", args.config)]
-    else:
-        try:
-            with open(args.configs) as fh:
-                lines = [(f"{args.configs} line {i}", s) for i, s in enumerate(fh, 1) if s.strip()]
-        except OSError as e:
-            raise UsageError(f"cannot read {args.configs}: {e.strerror}") from None
-        if not lines:
-            raise UsageError(f"{args.configs} holds no config")
-    configs = []
-    for where, text in lines:
-        try:
-            config = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise UsageError(f"{where}: malformed JSON: {e.msg} (column {e.colno})") from None
-        if not isinstance(config, dict):
-            raise UsageError(f"{where}: a config is a JSON object, got {type(config).__name__}")
-        configs.append(config)
-    return configs
+        return [parse_config(args.config, "--config")]
+    return read_jsonl(args.configs)
 
 
 @command("score", _score_args)
@@ -337,7 +320,7 @@ def _spaces(args) -> int:
     """List the registered search spaces with their choices and sizes."""
     from rich.table import Table
 
-    from ntknas.study._spaces import space_summaries
+    from ntknas.study import space_summaries
 
     table = Table(title="search spaces")
     for c in ("name", "size", "input", "classes", "choices"):
@@ -350,20 +333,61 @@ def _spaces(args) -> int:
 
 
 def _compare_args(p: argparse.ArgumentParser) -> None:
-    from ntknas.compare._cli import add_arguments
-
-    add_arguments(p)
+    p.add_argument("--space", required=True, help="search space (see `ntknas spaces`)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--configs", help="a JSONL file, one config per line")
+    src.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        help="K architectures drawn with --seed: from the ground-truth rows if given, else from "
+        "the space (default 20)",
+    )
+    p.add_argument("--ground-truth", default=None, help="CSV with a metric per architecture")
+    p.add_argument(
+        "--metric",
+        default=None,
+        help="ground-truth column(s) to correlate with, comma separated (default: all numeric)",
+    )
+    p.add_argument(
+        "--key",
+        default="config",
+        help="ground-truth column naming the architecture: a JSON config, or COLUMN=FIELD for "
+        "one config field, e.g. op_indices=cell for NAS-Bench-201 (default %(default)s)",
+    )
+    p.add_argument("--out", default="compare-out", help="output folder (default %(default)s)")
+    p.add_argument(
+        "--naswot-batch", type=int, default=32, help="NASWOT's batch (default %(default)s)"
+    )
+    p.add_argument(
+        "--bootstrap", type=int, default=1000, help="bootstrap resamples (default %(default)s)"
+    )
     _scoring_args(p)
 
 
 @command("compare", _compare_args)
 def _compare(args) -> int:
     """Rank every proxy against ground truth (or each other): CSV, markdown summary, plots."""
-    from ntknas.compare._cli import run
+    from ntknas import compare
+    from ntknas.configs import read_jsonl
 
     space = _space(args.space)
-    args.config = None  # _read_configs reads --configs only
-    return run(args, space, _score_options(args, space), _read_configs, UsageError)
+    df, report = compare.run(
+        space,
+        read_jsonl(args.configs) if args.configs else None,
+        samples=args.samples,
+        ground_truth=args.ground_truth,
+        metric=args.metric,
+        key=args.key,
+        out=args.out,
+        naswot_batch=args.naswot_batch,
+        bootstrap=args.bootstrap,
+        on_row=lambda i, n, r: print(f"{i + 1}/{n} {r['description']}", file=sys.stderr),
+        **_score_options(args, space),
+    )
+    sys.stdout.write(report["summary"])
+    print(f"wrote {len(report['files'])} files to {args.out}", file=sys.stderr)
+    return 1 if (df["error"] != "").any() else 0
 
 
 def _bench_args(p: argparse.ArgumentParser) -> None:

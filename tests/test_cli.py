@@ -131,6 +131,28 @@ def test_bad_input_is_one_line_and_exit_2(argv, says, capsys):
     assert says in line
 
 
+def test_bad_configs_file_names_the_line(tmp_path, capsys):
+    path = tmp_path / "c.jsonl"
+    path.write_text(MLP + "\n\n" + '{"depth": 2,\n')
+    assert cli.main(["score", "--space", "mlp", "--configs", str(path)]) == 2
+    assert f"{path} line 3: malformed JSON" in _one_line_error(capsys.readouterr().err)
+    path.write_text("\n  \n")
+    assert cli.main(["compare", "--space", "mlp", "--configs", str(path)]) == 2
+    assert f"{path} holds no config" in _one_line_error(capsys.readouterr().err)
+
+
+def test_cli_uses_public_names_only():
+    import ast
+
+    tree = ast.parse(Path(cli.__file__).read_text())
+    private = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ntknas"):
+            parts = [*node.module.split("."), *(a.name for a in node.names)]
+            private += [node.module for p in parts if p.startswith("_")]
+    assert not private, private
+
+
 def test_bad_study_name_lists_the_studies(study_db, capsys):
     assert cli.main(["leaderboard", "--storage", study_db, "--study", "nope"]) == 2
     assert f"mlp-{DEFAULT_OBJECTIVE}" in _one_line_error(capsys.readouterr().err)

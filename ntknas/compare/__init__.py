@@ -6,6 +6,7 @@ Example:
   >>> compare.correlations(df, truth, proxies)      # Spearman/Kendall with bootstrap CIs
 """
 
+from ._run import run as run
 from ._scores import REFERENCE_PROXIES as REFERENCE_PROXIES
 from ._scores import SECONDS_COLUMNS as SECONDS_COLUMNS
 from ._scores import ProxyScorer as ProxyScorer
