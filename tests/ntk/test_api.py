@@ -112,6 +112,20 @@ def test_compile_reuses_the_choice_and_explain_reads_it(fcn):
         assert_close(exe(fcn.x1, None, fcn.params), want, np.float64)
 
 
+def test_compile_does_not_trace_the_chosen_method_again(fcn):
+    traces = []
+
+    def counted():  # a new function each time: no trace cached across the two runs
+        return lambda p, x: (traces.append(1), fcn.f(p, x))[1]
+
+    with switched(auto_cache_size=8):
+        ntk.explain(counted(), fcn.x1, fcn.x2, fcn.params)
+    choosing, traces[:] = len(traces), []
+    with switched(auto_cache_size=8):
+        ntk.ntk_fn(counted()).compile(fcn.x1, fcn.x2, fcn.params)
+    assert choosing > 0 and len(traces) == choosing
+
+
 def test_auto_prefers_vector_products_for_wide_outputs():
     """Paper §3.5: for an FCN with many logits, NTK-vector products beat Jacobian contraction."""
     c = zoo.relu_fcn(np.float32, depth=4, width=64, o=64, n1=4, n2=4)
