@@ -9,12 +9,13 @@ Example:
   >>> ntk.explain(f, x1, x2, params).method  # which method auto picked, and why
 """
 
-from ._api import NtkMethod as NtkMethod
+from ._api import KernelFn as KernelFn
 from ._api import as_matrix as as_matrix
 from ._api import explain as explain
 from ._api import ntk_fn as ntk_fn
 from ._auto import Estimate as Estimate
 from ._auto import Explanation as Explanation
+from ._kernel import NtkMethod as NtkMethod
 from ._pseudo import PSEUDO_KINDS as PSEUDO_KINDS
 from ._pseudo import pseudo_kernels as pseudo_kernels
 from ._pseudo import pseudo_ntk_fn as pseudo_ntk_fn

@@ -5,18 +5,26 @@ gives their FLOPs and bytes accessed. Jacobian contraction and NTK-vector produc
 by the paper's Table 2 with the forward pass's FLOPs measured by XLA (cheap: one forward trace);
 whichever of them could come within 2x of the best so far is then lowered and costed by XLA too,
 so close calls are decided by XLA's counts and hopeless ones cost no tracing. Estimated seconds =
-FLOPs / peak + bytes / bandwidth, with per-backend constants. Choices are cached per (function,
-axes, batching, shapes, dtypes), and the chosen method's lowering is kept so that running it does
-not trace it again.
+FLOPs / peak + bytes / bandwidth, with per-backend constants.
+
+:class:`AutoChooser` owns the choice: it caches each :class:`Explanation` per (function, axes,
+batching, shapes, dtypes) and hands the chosen method's lowering to the caller that asked for it
+(a :class:`ntknas.ntk.KernelFn` compiling), so the chosen method is not traced twice.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import jax
+import numpy as np
+
+from ._batching import Batching
+from ._kernel import NtkMethod, check_arrays, compute, output_shapes
 
 # Rough throughput per backend: (FLOP/s, bytes/s). Only their ratio matters for the choice.
 _THROUGHPUT = {
@@ -120,3 +128,83 @@ def choose(estimates: dict[str, Estimate]) -> str:
     if not finite:
         raise RuntimeError(f"no NTK method could be costed: {estimates}")
     return min(finite, key=lambda k: finite[k].seconds)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One automatic choice: its explanation and, when this call lowered it, the chosen lowering."""
+
+    explanation: Explanation
+    lowered: Any = None  # jax.stages.Lowered of the chosen method, or None (cached choice)
+
+
+class AutoChooser:
+    """The automatic choice of NTK method, with a bounded cache of the choices made.
+
+    Args:
+      max_size: choices kept. Keys hold the user's ``f`` (and so its closure, e.g. a model's
+        variables): keep the newest few hundred, not every architecture a long search has seen.
+      lower_within: a method whose model estimate exceeds this many times the best estimate so
+        far is costed by the model only, not traced; closer calls are lowered and costed by XLA.
+    """
+
+    def __init__(self, max_size: int = 256, lower_within: float = 2.0):
+        self.max_size = max_size
+        self.lower_within = lower_within
+        self._explanations: dict[Any, Explanation] = {}
+
+    def keys(self) -> list:
+        """The cache keys, oldest first (each starts with the function)."""
+        return list(self._explanations)
+
+    def choose(self, key, f, trace_axes, diagonal_axes, vmap_axes, x1, x2, params) -> Choice:
+        """The choice for these shapes (``key`` from :func:`._kernel.cache_key`, or None)."""
+        if key is not None and key in self._explanations:
+            return Choice(self._explanations[key])
+        check_arrays(params, "params")
+        check_arrays(x1, "x1")
+        batching = Batching.make(vmap_axes)
+        out1, _ = output_shapes(f, x1, x2, params)
+        args = (x1, x2, params)
+        estimates, lowered = {}, {}
+
+        def lower_and_cost(m: NtkMethod) -> Estimate:
+            fn = functools.partial(compute, f, m, trace_axes, diagonal_axes, batching)
+            try:
+                lowered[m.value] = lower(fn, *args)
+            except NotImplementedError as e:
+                return Estimate(np.inf, np.inf, np.inf, f"error: {e}")
+            return estimate_lowered(lowered[m.value], m.value)
+
+        sd = NtkMethod.STRUCTURED_DERIVATIVES
+        estimates[sd.value] = lower_and_cost(sd)
+        sizes = _sizes(f, x1, x2, params, out1, batching)
+        for m in (NtkMethod.NTK_VECTOR_PRODUCTS, NtkMethod.JACOBIAN_CONTRACTION):
+            flops, nbytes = model_cost(m.value, *sizes)
+            est = estimate_model(flops, nbytes, m.value, "model")
+            best = min((e.seconds for e in estimates.values()), default=np.inf)
+            if est.seconds <= self.lower_within * best:
+                est = lower_and_cost(m)
+            estimates[m.value] = est
+        explanation = Explanation(choose(estimates), estimates)
+        if key is not None:
+            while len(self._explanations) >= self.max_size:
+                self._explanations.pop(next(iter(self._explanations)))
+            self._explanations[key] = explanation
+        return Choice(explanation, lowered.get(explanation.method))
+
+
+def _sizes(f, x1, x2, params, out1, batching: Batching):
+    """(N1, N2, O per example, P, [FP] per example, itemsize) for the cost model."""
+    p = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(params))
+    itemsize = max(np.dtype(o.dtype).itemsize for o in jax.tree.leaves(out1))
+    total = sum(int(np.prod(o.shape)) for o in jax.tree.leaves(out1))
+    n1 = batching.batch_size(x1) if batching.batched else 1
+    n2 = n1 if x2 is None or not batching.batched else batching.batch_size(x2)
+    cost = xla_cost(lower(f, params, x1))  # the forward pass on the x1 batch
+    fp = cost[0] / n1 if cost and cost[0] > 0 else 2.0 * p  # no XLA count: ~2 FLOPs/param
+    return n1, n2, total // n1, p, fp, itemsize
+
+
+# The choices explain() and ntk_fn(method="auto") share; tests swap it via _switches.switched.
+CHOOSER = AutoChooser()

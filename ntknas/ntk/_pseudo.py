@@ -14,7 +14,8 @@ from collections.abc import Callable
 
 import jax.numpy as jnp
 
-from ._api import NtkMethod, ntk_fn
+from ._api import KernelFn, ntk_fn
+from ._kernel import NtkMethod
 
 PSEUDO_KINDS = ("trace", "single_logit", "sum_of_logits")
 
@@ -46,7 +47,7 @@ def sum_of_logits_kernel(kernel):
 
 def pseudo_ntk_fn(
     f: Callable, kind: str, logit: int = 0, method: NtkMethod | str = "auto", vmap_axes=0
-) -> Callable:
+) -> KernelFn:
     """A kernel function for one pseudo-NTK, computed without the full O×O kernel.
 
     Args:

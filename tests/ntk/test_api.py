@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from ntknas import ntk
+from ntknas.ntk._switches import switched
 
 from . import zoo
 from .test_methods import assert_close
@@ -82,26 +83,47 @@ def test_explain_reports_every_method_and_picks_the_cheapest(fcn):
     assert "auto ->" in str(e)
 
 
-def test_explain_is_cached(fcn, monkeypatch):
-    from ntknas.ntk import _auto
-
-    ntk.explain(fcn.f, fcn.x1, fcn.x2, fcn.params, trace_axes=(-1,))
-    calls = []
-    monkeypatch.setattr(_auto, "xla_cost", lambda *a: calls.append(1))
-    ntk.explain(fcn.f, fcn.x1 + 1.0, fcn.x2 * 2.0, fcn.params, trace_axes=(-1,))  # same shapes
-    assert calls == []
+def test_explain_is_cached(fcn):
+    with switched(auto_cache_size=8) as chooser:
+        first = ntk.explain(fcn.f, fcn.x1, fcn.x2, fcn.params, trace_axes=(-1,))
+        again = ntk.explain(fcn.f, fcn.x1 + 1.0, fcn.x2 * 2.0, fcn.params, trace_axes=(-1,))
+        assert again is first  # same shapes: the cached choice, nothing lowered or costed
+        assert len(chooser.keys()) == 1
 
 
-def test_explain_cache_keeps_only_the_newest(fcn, monkeypatch):
-    from ntknas.ntk import _api
-
-    monkeypatch.setattr(_api, "_EXPLAIN_CACHE", {})
-    monkeypatch.setattr(_api, "_EXPLAIN_MAX", 2)
+def test_explain_cache_keeps_only_the_newest(fcn):
     fs = [lambda p, x, k=k: fcn.f(p, x) * k for k in (1.0, 2.0, 3.0)]  # three distinct functions
-    for f in fs:
-        ntk.explain(f, fcn.x1, fcn.x2, fcn.params)
-    assert len(_api._EXPLAIN_CACHE) == 2
-    assert {key[0] for key in _api._EXPLAIN_CACHE} == set(fs[1:])  # the oldest went first
+    with switched(auto_cache_size=2) as chooser:
+        for f in fs:
+            ntk.explain(f, fcn.x1, fcn.x2, fcn.params)
+        assert [key[0] for key in chooser.keys()] == fs[1:]  # the oldest went first
+
+
+def test_compile_reuses_the_choice_and_explain_reads_it(fcn):
+    """The hand-off scoring relies on: compile() chooses and compiles, explain() is then free."""
+    with switched(auto_cache_size=8) as chooser:
+        kernel_fn = ntk.ntk_fn(fcn.f)
+        assert isinstance(kernel_fn, ntk.KernelFn) and kernel_fn.method is ntk.NtkMethod.AUTO
+        exe = kernel_fn.compile(fcn.x1, None, fcn.params)
+        assert len(chooser.keys()) == 1
+        e = ntk.explain(fcn.f, fcn.x1, None, fcn.params)
+        assert len(chooser.keys()) == 1 and e.method in e.estimates
+        want = zoo.reference_kernel(fcn.f, fcn.params, fcn.x1, fcn.x1)
+        assert_close(exe(fcn.x1, None, fcn.params), want, np.float64)
+
+
+def test_compile_does_not_trace_the_chosen_method_again(fcn):
+    traces = []
+
+    def counted():  # a new function each time: no trace cached across the two runs
+        return lambda p, x: (traces.append(1), fcn.f(p, x))[1]
+
+    with switched(auto_cache_size=8):
+        ntk.explain(counted(), fcn.x1, fcn.x2, fcn.params)
+    choosing, traces[:] = len(traces), []
+    with switched(auto_cache_size=8):
+        ntk.ntk_fn(counted()).compile(fcn.x1, fcn.x2, fcn.params)
+    assert choosing > 0 and len(traces) == choosing
 
 
 def test_auto_prefers_vector_products_for_wide_outputs():

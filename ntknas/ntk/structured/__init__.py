@@ -12,7 +12,6 @@ contraction needs N²·O²·L·W² and N·O·L·W²).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 
 import jax
@@ -22,19 +21,6 @@ from .._axes import OutputAxes
 from .._batching import Batching
 from . import _interpreter
 from ._contract import contract
-
-AVAILABLE = True
-
-
-@contextlib.contextmanager
-def _rules_disabled():
-    """Private (tests): every primitive uses the dense rule and no parameter views are formed."""
-    old = _interpreter.USE_RULES
-    _interpreter.USE_RULES = False
-    try:
-        yield
-    finally:
-        _interpreter.USE_RULES = old
 
 
 def leaf_kernel(f: Callable, x1, x2, params, axes: OutputAxes, batching: Batching):

@@ -24,7 +24,8 @@ import jax.numpy as jnp
 from . import _ir, _structure
 from .rules import RULES, VIEW_PRIMITIVES
 
-# Private switch (tests only): False makes every primitive use the dense rule and disables views.
+# Private switch (tests only, flipped by ntknas.ntk._switches.switched): False makes every
+# primitive use the dense rule and disables views.
 USE_RULES = True
 
 

@@ -9,6 +9,7 @@ from jax.flatten_util import ravel_pytree
 
 from ntknas import ntk
 from ntknas.ntk._axes import OutputAxes
+from ntknas.ntk._switches import switched
 
 RTOL = {jnp.dtype(jnp.float64): 1e-6, jnp.dtype(jnp.float32): 1e-3}
 
@@ -61,8 +62,6 @@ def assert_close(got, want, dtype):
 
 def check_all(f, x1, x2, params, dtype=jnp.float64, rules_off=False, against_jc=True, **kw):
     """Structured == float64 reference == Jacobian contraction (and == rules off if asked)."""
-    from ntknas.ntk import structured
-
     cast = lambda t: jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), t)  # noqa: E731
     want = reference_ntk(
         f,
@@ -79,7 +78,7 @@ def check_all(f, x1, x2, params, dtype=jnp.float64, rules_off=False, against_jc=
         jc = ntk.ntk_fn(f, "jacobian_contraction", **kw)(x1, x2, params)
         assert_close(got, jc, dtype)
     if rules_off:
-        with structured._rules_disabled():
+        with switched(rules=False):
             off = ntk.ntk_fn(f, "structured_derivatives", **kw)(x1, x2, params)
         assert_close(off, got, dtype)
     return got
