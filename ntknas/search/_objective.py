@@ -136,7 +136,7 @@ class Objective:
                 scores = {k: v for k, v in attrs.items() if k not in ("reused_from",)}
                 scores["reused_from"] = number
             else:
-                scores = self.scorer.score(self.space, config, self.options)
+                scores = self.scorer.score(self.space, config, self.options).as_dict()
                 scores.pop("config"), scores.pop("space")
             for k, v in scores.items():
                 trial.set_user_attr(k, v)
