@@ -206,8 +206,7 @@ class Scorer:
             variables = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, x.dtype), variables)
             params = variables["params"]
             state = {k: v for k, v in variables.items() if k != "params"}
-            cost = jax.jit(lambda p, s, x: f(p, (x, s))).lower(params, state, x).cost_analysis()
-            self._flops[key] = _flops(cost)
+            self._flops[key] = _forward_flops(f, params, state, x)
         return self._flops[key]
 
     def _forward(self, space, config, num_classes, input_shape, options):
@@ -336,9 +335,7 @@ def _compile(forward: _Forward, options: ScoreOptions, params, state, inputs, ar
     forward_flops = None
     if forward.shared is None:  # a shared graph's FLOPs are not the config's (Scorer.own_flops)
         one = jax.tree.map(lambda a: a[:1], inputs)
-        f = forward.f
-        fwd = jax.jit(lambda p, s, x: f(p, (x, s))).lower(params, state, one).cost_analysis()
-        forward_flops = _flops(fwd)
+        forward_flops = _forward_flops(forward.f, params, state, one)
     return _Compiled(
         forward=forward,
         kernel=kernel,
@@ -347,6 +344,13 @@ def _compile(forward: _Forward, options: ScoreOptions, params, state, inputs, ar
         forward_flops=forward_flops,
         compile_seconds=compile_seconds,
     )
+
+
+def _forward_flops(f, params, state, x) -> float | None:
+    """XLA's FLOPs of one forward pass of ``x`` (arrays or shapes alone)."""
+    import jax
+
+    return _flops(jax.jit(lambda p, s, x: f(p, (x, s))).lower(params, state, x).cost_analysis())
 
 
 def _flops(cost) -> float | None:
