@@ -6,55 +6,57 @@ import os
 
 import numpy as np
 
-from ._scores import REFERENCE_PROXIES, SECONDS_COLUMNS
-from ._stats import rank_correlation, rank_sum, top_k_overlap
+from .. import proxies
+from ._scores import SECONDS_COLUMNS
+from ._stats import rank_correlation, top_k_overlap
 
-# Rank-sum combinations (TE-NAS style: each proxy ranked in its own direction, ranks added).
-# NASWOT counts activation patterns, the stand-in here for TE-NAS's number of linear regions.
-COMBINATIONS = {
-    "rank(ntk_cond+naswot)": ("ntk_cond", "naswot"),
-    "rank(ntk_corr_cond+naswot)": ("ntk_corr_cond", "naswot"),
-    "rank(ntk_cond+params)": ("ntk_cond", "params"),
-    "rank(ntk_trace_per_param+params)": ("ntk_trace_per_param", "params"),
-    "rank(naswot+synflow)": ("naswot", "synflow"),
-    "rank(naswot+params)": ("naswot", "params"),
-    "rank(ntk_corr_cond+naswot+synflow)": ("ntk_corr_cond", "naswot", "synflow"),
+# Rank-sum combinations (TE-NAS style: each proxy ranked in its own direction, ranks added), in
+# the objective's syntax; a proxy without a direction is read in its report direction
+# (ntknas.proxies.Proxy.report_direction). NASWOT counts activation patterns, the stand-in here
+# for TE-NAS's number of linear regions.
+COMBINATIONS = (
+    "rank(ntk_cond+naswot)",
+    "rank(ntk_corr_cond+naswot)",
+    "rank(ntk_cond+params)",
+    "rank(ntk_trace_per_param+params)",
+    "rank(naswot+synflow)",
+    "rank(naswot+params)",
+    "rank(ntk_corr_cond+naswot+synflow)",
     # the search's default objective (experiments/README.md: best of the kernel-only rank sums)
-    "rank(ntk_eig_min+ntk_eff_rank+flops)": ("ntk_eig_min", "ntk_eff_rank", "flops"),
-}
+    "rank(ntk_eig_min+ntk_eff_rank+flops)",
+)
+
+
+def combination_terms(name: str) -> tuple[proxies.Term, ...]:
+    """The proxies of a rank sum and the directions a report reads them in."""
+    terms, _ = proxies.parse_terms(name, registry=proxies.REGISTRY, report=True)
+    return terms
 
 
 def sign(name: str) -> int:
     """+1 if a higher value predicts a better architecture, -1 if lower does.
 
-    NTK proxies follow the direction earlier work optimizes (lower condition number = better);
-    params and FLOPs count as bigger = better, as the zero-cost-proxy literature reports them
-    (the search registry minimizes them as a cost instead); rank sums are higher = better.
+    A proxy's report sign (:attr:`ntknas.proxies.Proxy.report_sign`); rank sums are higher =
+    better.
     """
-    from ..proxies import PROXIES
-
-    if name in ("params", "flops") or name in COMBINATIONS:
+    if name.startswith("rank("):
         return 1
-    if name in REFERENCE_PROXIES:
-        return 1 if REFERENCE_PROXIES[name][0] == "maximize" else -1
-    return 1 if PROXIES[name].direction == "maximize" else -1
+    return proxies.REGISTRY[name].report_sign
 
 
 def proxy_columns(df) -> list[str]:
-    """The proxy columns present in a scores frame, registry order, then references, combos."""
-    from ..proxies import PROXIES
-
-    names = [*PROXIES, *REFERENCE_PROXIES, *COMBINATIONS]
+    """The proxy columns present in a scores frame, registry order, then combinations."""
+    names = [*proxies.REGISTRY, *COMBINATIONS]
     return [n for n in names if n in df.columns and df[n].notna().any()]
 
 
 def add_combinations(df):
     """``df`` with a column per :data:`COMBINATIONS` entry whose proxies are all present."""
     df = df.copy()
-    for name, parts in COMBINATIONS.items():
-        if all(p in df.columns and df[p].notna().any() for p in parts):
-            cols = {p: df[p].to_numpy(dtype=np.float64) for p in parts}
-            df[name] = rank_sum(cols, {p: sign(p) for p in parts})
+    for name in COMBINATIONS:
+        terms = combination_terms(name)
+        if all(t.proxy in df.columns and df[t.proxy].notna().any() for t in terms):
+            df[name] = proxies.rank_sum_of(df, terms)
     return df
 
 

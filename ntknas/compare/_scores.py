@@ -13,15 +13,13 @@ from typing import Any
 
 import numpy as np
 
-# From this many configs on, score_all goes through a space's shared graph. On nb201 (N=4, 16x16,
-# 2 CPU cores) the shared graph compiles once in ~110 s and takes ~6.4 s per cell, a cell's own
-# network ~10 s of compile and ~0.5 s per cell: the shared graph wins from a few dozen cells.
+from .. import proxies
+
+# From this many configs on, score_all goes through a space's shared graph: its one compilation is
+# slow and each of its kernels computes every op, so it only pays off for a few dozen configs
+# (measured in experiments/README.md, "When compare uses the shared graph").
 SHARED_GRAPH_MIN = 32
-# Non-NTK reference proxies: name -> (direction, description).
-REFERENCE_PROXIES = {
-    "naswot": ("maximize", "log|det| of the ReLU-code Hamming kernel (Mellor et al. 2021)"),
-    "synflow": ("maximize", "Σ|θ ⊙ ∂R/∂θ|, |θ| weights, all-ones input (Tanaka et al. 2020)"),
-}
+REFERENCE_PROXIES = proxies.REFERENCE_PROXIES  # NASWOT and SynFlow, computed here
 # Seconds per architecture are reported per group: every NTK proxy comes from the same kernel.
 SECONDS_COLUMNS = {
     "seconds_ntk": "init + one full O×O kernel + eigenvalues (all ntk_*/pntk_* proxies)",
@@ -37,8 +35,7 @@ class _Reference:
 
     def __init__(self, space, options, naswot_batch: int, shared_graph: bool = True):
         self.space, self.options, self.naswot_batch = space, options, naswot_batch
-        self.num_classes = options.num_classes or space.default_num_classes
-        self.input_shape = tuple(options.input_shape or space.default_input_shape)
+        self.num_classes, self.input_shape = options.resolve_io(space)
         self.shared = (
             space.shared_graph(self.num_classes, self.input_shape) if shared_graph else None
         )
@@ -96,13 +93,11 @@ def _cost_seconds(space, config, options) -> dict[str, float]:
     """Seconds to count the parameters and the FLOPs of a config alone (fresh, uncached)."""
     from ..scoring import Scorer
 
-    num_classes = options.num_classes or space.default_num_classes
-    input_shape = tuple(options.input_shape or space.default_input_shape)
     scorer = Scorer()
     t0 = time.perf_counter()
     scorer.count_params(space, config, options)
     t1 = time.perf_counter()
-    scorer._own_flops(space, config, num_classes, input_shape, options)
+    scorer.own_flops(space, config, options)
     return {"seconds_params": t1 - t0, "seconds_flops": time.perf_counter() - t1}
 
 
@@ -139,14 +134,15 @@ class ProxyScorer:
           time_costs: also time params and FLOPs alone, from scratch (``seconds_params``,
             ``seconds_flops``; it builds and lowers the config again, so only for a few rows).
         """
-        from ..proxies import PROXIES
         from ..scoring import canonical_json
 
         row: dict[str, Any] = {"config": canonical_json(config)}
         try:
-            r = self.scorer.score(space, config, options)
-            row.update({k: r[k] for k in ("description", *PROXIES, "method", "compile_seconds")})
-            row["seconds_ntk"] = r["init_seconds"] + r["kernel_seconds"]
+            score = self.scorer.score(space, config, options)
+            row["description"] = score.description
+            row.update({name: score[name] for name in proxies.PROXIES})
+            row["method"], row["compile_seconds"] = score.method, score.compile_seconds
+            row["seconds_ntk"] = score.init_seconds + score.kernel_seconds
             if time_costs:
                 row.update(_cost_seconds(space, config, options))
             key = (space.name, options)
@@ -192,18 +188,17 @@ def score_all(
     """
     import pandas as pd
 
-    from ..proxies import PROXIES
     from ..scoring import Scorer
 
     configs = list(configs)
     shared = len(configs) >= SHARED_GRAPH_MIN
-    proxies = ProxyScorer(Scorer(shared_graphs=shared), naswot_batch, shared_graph=shared)
+    scorer = ProxyScorer(Scorer(shared_graphs=shared), naswot_batch, shared_graph=shared)
     rows = []
     for i, config in enumerate(configs):
-        row = proxies.score_row(space, config, options, time_costs=i < timed_cost_rows)
+        row = scorer.score_row(space, config, options, time_costs=i < timed_cost_rows)
         rows.append(row)
         if on_row is not None:
             on_row(i, row)
-    first = ["config", "description", *PROXIES, *REFERENCE_PROXIES]
+    first = ["config", "description", *proxies.PROXIES, *REFERENCE_PROXIES]
     df = pd.DataFrame(rows)
     return df.reindex(columns=[*first, *[c for c in df.columns if c not in first]])

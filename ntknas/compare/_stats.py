@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..proxies import rank_sum as rank_sum  # the aggregation lives with the proxies
+
 
 def _pairs(x, y) -> tuple[np.ndarray, np.ndarray]:
     """Float arrays without the pairs where either is NaN (inf is kept: it ranks last/first)."""
@@ -88,25 +90,3 @@ def top_k_overlap(a, b, k: int = 10, a_higher: bool = True, b_higher: bool = Tru
     if k < 1:
         return float("nan")
     return len(top_k(a, k, a_higher) & top_k(b, k, b_higher)) / k
-
-
-def rank_sum(columns: dict[str, np.ndarray], signs: dict[str, int]) -> np.ndarray:
-    """TE-NAS-style aggregation: the sum over proxies of each one's rank, best = highest.
-
-    Args:
-      columns: proxy name -> values (one per architecture).
-      signs: proxy name -> +1 if higher is better, -1 if lower is better.
-
-    Returns:
-      (n,) float: Σ_p rank(sign_p · value_p); NaN where any proxy is NaN.
-    """
-    from scipy.stats import rankdata
-
-    total = None
-    for name, values in columns.items():
-        v = signs[name] * np.asarray(values, dtype=np.float64)
-        r = np.full(v.shape, np.nan)
-        ok = ~np.isnan(v)
-        r[ok] = rankdata(v[ok])  # ranked among the architectures that have a value
-        total = r if total is None else total + r
-    return total

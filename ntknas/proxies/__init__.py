@@ -4,11 +4,18 @@ Example:
   >>> from ntknas import proxies
   >>> proxies.kernel_proxies(K, n_params)["ntk_cond"]   # K: (N, N, O, O)
   >>> proxies.spectrum(ntk.as_matrix(K)).cond
+  >>> proxies.PROXIES["ntk_cond"].direction             # "minimize"
 """
 
-from ._kernel import PROXIES as PROXIES
-from ._kernel import Proxy as Proxy
 from ._kernel import kernel_proxies as kernel_proxies
+from ._rank import Term as Term
+from ._rank import parse_terms as parse_terms
+from ._rank import rank_sum as rank_sum
+from ._rank import rank_sum_of as rank_sum_of
+from ._registry import PROXIES as PROXIES
+from ._registry import REFERENCE_PROXIES as REFERENCE_PROXIES
+from ._registry import REGISTRY as REGISTRY
+from ._registry import Proxy as Proxy
 from ._spectrum import NonFiniteKernelError as NonFiniteKernelError
 from ._spectrum import Spectrum as Spectrum
 from ._spectrum import spectrum as spectrum

@@ -18,12 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._kernel import _register
-from ._spectrum import spectrum
-
-_register("ntk_corr_cond", "minimize", "λmax/λmin of the full NTK's correlation matrix")
-_register("ntk_eff_rank", "maximize", "effective rank exp(entropy) of the full NTK's spectrum")
-_register("ntk_top_share", "minimize", "λmax / trace of the full NTK")
+from .. import ntk
+from ._spectrum import Spectrum, spectrum
 
 
 def normalized_proxies(kernel, eps: float | None = None) -> dict[str, float]:
@@ -34,14 +30,23 @@ def normalized_proxies(kernel, eps: float | None = None) -> dict[str, float]:
       eps: relative threshold for the condition number (default: epsilon of ``kernel``'s dtype).
     """
     k = np.asarray(kernel)
-    n, _, o, _ = k.shape
     if eps is None:
         eps = float(np.finfo(k.dtype).eps)
-    m = k.transpose(0, 2, 1, 3).reshape(n * o, n * o).astype(np.float64)  # rows (example, logit)
-    diag = np.diag(m)
+    m = ntk.as_matrix(k).astype(np.float64)
+    return scale_free_proxies(m, spectrum(m, eps), eps)
+
+
+def scale_free_proxies(matrix: np.ndarray, full: Spectrum, eps: float) -> dict[str, float]:
+    """The scale-free proxies from the (N·O, N·O) float64 kernel matrix and its spectrum.
+
+    Args:
+      matrix: :func:`ntknas.ntk.as_matrix` of the kernel, in float64.
+      full: ``spectrum(matrix, eps)``, computed once by the caller.
+      eps: relative threshold for the correlation matrix's condition number.
+    """
+    diag = np.diag(matrix)
     scale = np.where(diag > 0, 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0)), 0.0)
-    corr = spectrum(m * scale[:, None] * scale[None, :], eps)
-    full = spectrum(m, eps)
+    corr = spectrum(matrix * scale[:, None] * scale[None, :], eps)
     lam = np.clip(full.eigenvalues, 0.0, None)
     total = lam.sum()
     if total > 0:

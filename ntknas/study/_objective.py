@@ -22,23 +22,13 @@ _WAIT_SECONDS = 0.5  # polling for a duplicate that another worker is scoring
 # said little (a network without BatchNorm scores the same in either mode).
 DEFAULT_OBJECTIVE = "rank(ntk_eig_min:max+ntk_eff_rank:max+flops:max)"
 DEFAULT_SEARCH_BN = "train"
-_DIRECTIONS = {"min": "minimize", "minimize": "minimize", "max": "maximize", "maximize": "maximize"}
 
 
 @dataclass(frozen=True)
-class Target:
+class Target(proxies.Term):
     """One objective: a proxy and the direction it is optimized in."""
 
-    proxy: str
-    direction: str  # "minimize" | "maximize"
     rank: bool = False  # a part of a rank-sum objective
-
-    def __str__(self) -> str:
-        return f"{self.proxy}:{self.direction[:3]}"
-
-    @property
-    def sign(self) -> int:
-        return 1 if self.direction == "maximize" else -1
 
     @property
     def worst(self) -> float:
@@ -55,43 +45,8 @@ def parse_objective(spec: str | list[str] | tuple[str, ...]) -> tuple[Target, ..
       ValueError: an unknown proxy or direction (the message lists the allowed ones), an empty
         spec, the same proxy twice, or a rank sum mixed with other objectives.
     """
-    rank = False
-    if isinstance(spec, str):
-        text = spec.strip()
-        if text.startswith("rank(") and text.endswith(")"):
-            rank, parts = True, text[len("rank(") : -1].split("+")
-        elif "rank(" in text:
-            raise ValueError(
-                f"objective {spec!r}: a rank sum is a whole objective, "
-                "e.g. rank(ntk_cond:min+ntk_trace:max)"
-            )
-        else:
-            parts = text.split(",")
-    else:
-        parts = list(spec)
-    targets = []
-    for part in parts:
-        name, _, direction = part.strip().partition(":")
-        if name not in proxies.PROXIES:
-            raise ValueError(
-                f"unknown proxy {name!r} in objective {spec!r}; choose from "
-                f"{', '.join(proxies.PROXIES)}"
-            )
-        if direction:
-            if direction not in _DIRECTIONS:
-                raise ValueError(
-                    f"unknown direction {direction!r} for {name}; use min or max (e.g. {name}:min)"
-                )
-            direction = _DIRECTIONS[direction]
-        else:
-            direction = proxies.PROXIES[name].direction
-        targets.append(Target(name, direction, rank))
-    if not targets:
-        raise ValueError("the objective names no proxy")
-    names = [t.proxy for t in targets]
-    if len(set(names)) != len(names):
-        raise ValueError(f"objective {spec!r} names a proxy twice")
-    return tuple(targets)
+    terms, rank = proxies.parse_terms(spec)
+    return tuple(Target(t.proxy, t.direction, rank) for t in terms)
 
 
 def objective_str(targets: tuple[Target, ...]) -> str:
@@ -103,12 +58,7 @@ def objective_str(targets: tuple[Target, ...]) -> str:
 def rank_sum(values: dict[str, list[float]], targets: tuple[Target, ...]):
     """TE-NAS's aggregation over a set of architectures: Σ_parts rank(sign · value), best =
     highest; NaN where a part is missing (``values``: proxy -> one value per architecture)."""
-    import numpy as np
-
-    from ..compare._stats import rank_sum as _rank_sum
-
-    columns = {t.proxy: np.asarray(values[t.proxy], dtype=np.float64) for t in targets}
-    return _rank_sum(columns, {t.proxy: t.sign for t in targets})
+    return proxies.rank_sum_of(values, targets)
 
 
 class CandidateFailed(RuntimeError):
@@ -186,7 +136,7 @@ class Objective:
                 scores = {k: v for k, v in attrs.items() if k not in ("reused_from",)}
                 scores["reused_from"] = number
             else:
-                scores = self.scorer.score(self.space, config, self.options)
+                scores = self.scorer.score(self.space, config, self.options).as_dict()
                 scores.pop("config"), scores.pop("space")
             for k, v in scores.items():
                 trial.set_user_attr(k, v)

@@ -1,10 +1,10 @@
-"""Rank statistics against scipy on known data; bootstrap intervals; top-k; rank sums."""
+"""Rank statistics against scipy on known data; bootstrap intervals; top-k."""
 
 import numpy as np
 import pytest
 from scipy.stats import kendalltau, spearmanr
 
-from ntknas.compare._stats import rank_correlation, rank_sum, top_k, top_k_overlap
+from ntknas.compare._stats import rank_correlation, top_k, top_k_overlap
 
 
 def test_point_estimates_match_scipy_with_ties_and_inf():
@@ -63,12 +63,3 @@ def test_top_k_and_overlap_respect_direction():
     assert top_k_overlap(a, -a, 2) == 0.0
     assert top_k_overlap(a, -a, 2, b_higher=False) == 1.0
     assert top_k_overlap(a, [1, 9, 8, 0, 0, 0], 2) == 0.5
-
-
-def test_rank_sum_is_te_nas_aggregation():
-    cond = np.array([10.0, 1.0, 5.0])  # lower is better: ranks 1, 3, 2
-    regions = np.array([3.0, 1.0, 2.0])  # higher is better: ranks 3, 1, 2
-    got = rank_sum({"cond": cond, "regions": regions}, {"cond": -1, "regions": 1})
-    np.testing.assert_array_equal(got, [4.0, 4.0, 4.0])
-    got = rank_sum({"cond": cond, "x": np.array([1.0, np.nan, 2.0])}, {"cond": -1, "x": 1})
-    np.testing.assert_array_equal(got, [2.0, np.nan, 4.0])

@@ -64,10 +64,30 @@ def test_kernel_proxies_full_and_pseudo():
         e = np.linalg.eigvalsh(kk)
         assert out[f"{prefix}_cond"] == pytest.approx(e[-1] / e[0], rel=1e-8), prefix
         assert out[f"{prefix}_trace"] == pytest.approx(np.trace(kk), rel=1e-10), prefix
-    assert set(out) == set(proxies.PROXIES) - {"params", "flops"}
+    kernel_families = {n for n, p in proxies.PROXIES.items() if p.family != "cost"}
+    assert set(out) == kernel_families == set(proxies.PROXIES) - {"params", "flops"}
 
 
-def test_registry_directions():
-    assert proxies.PROXIES["ntk_cond"].direction == "minimize"
-    assert proxies.PROXIES["ntk_trace"].direction == "maximize"
-    assert all(p.direction in ("minimize", "maximize") for p in proxies.PROXIES.values())
+def test_one_eigendecomposition_of_the_full_kernel(monkeypatch):
+    """The full (N·O)² spectrum is taken once per kernel (plus its correlation matrix's), and the
+    scale-free proxies read from it equal those of normalized_proxies alone."""
+    import scipy.linalg
+
+    rng = np.random.default_rng(4)
+    n, o = 3, 2
+    jac = rng.standard_normal((n, o, 20))
+    k = np.einsum("aip,bjp->abij", jac, jac)
+    sizes = []
+    eigvalsh = scipy.linalg.eigvalsh
+
+    def counting(m, **kw):
+        sizes.append(m.shape[0])
+        return eigvalsh(m, **kw)
+
+    monkeypatch.setattr(scipy.linalg, "eigvalsh", counting)
+    out = proxies.kernel_proxies(k, n_params=20)
+    assert sizes.count(n * o) == 2  # the full kernel and its correlation matrix
+    assert sizes.count(n) == 3  # one per pseudo-NTK
+    alone = proxies.normalized_proxies(k)
+    for name, value in alone.items():
+        assert out[name] == value, name

@@ -1,5 +1,7 @@
 """Scores against a float64 reference built from explicit whole-batch Jacobians, and reuse."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +10,7 @@ import pytest
 from ntknas import data, scoring
 from search_spaces import get_space
 
-from ._toys import Tiny
+from ..search._toys import Tiny
 
 
 def _reference(space, config, *, batch, seed, input_shape, num_classes, train, data_name):
@@ -71,23 +73,23 @@ def test_score_matches_explicit_jacobian_reference(
         train=bn == "train",
         data_name="digits",
     )
-    assert got["params"] == n_params
+    assert got.params == got["params"] == n_params
     assert got["ntk_trace"] == pytest.approx(trace, rel=1e-9)
     assert got["ntk_cond"] == pytest.approx(cond, rel=1e-6)
-    assert got["dtype"] == "float64" and got["bn"] == bn and got["batch"] == batch
-    assert got["method"] in (
+    assert got.dtype == "float64" and got.bn == bn and got.batch == batch
+    assert got.method in (
         "jacobian_contraction",
         "ntk_vector_products",
         "structured_derivatives",
     )
-    assert got["flops"] > 0 and got["ntk_flops"] > 0 and got["seconds"] > 0
+    assert got.flops > 0 and got.ntk_flops > 0 and got.seconds > 0
 
 
 def test_float32_default_is_close_to_float64():
     cfg = {"width": 8, "depth": 2}
     a = scoring.score(Tiny(), cfg, batch=3)
     b = scoring.score(Tiny(), cfg, batch=3, float64=True)
-    assert a["dtype"] == "float32"
+    assert a.dtype == "float32" and b.dtype == "float64"
     assert a["ntk_trace"] == pytest.approx(b["ntk_trace"], rel=1e-5)
     assert a["ntk_cond"] == pytest.approx(b["ntk_cond"], rel=1e-3)
 
@@ -97,11 +99,11 @@ def test_compiled_model_is_reused_across_seeds_and_equal_modules():
     space = Tiny()
     first = scorer.score(space, {"width": 4, "depth": 1}, scoring.ScoreOptions(batch=2, seed=0))
     again = scorer.score(space, {"width": 4, "depth": 1}, scoring.ScoreOptions(batch=2, seed=1))
-    assert first["compile_seconds"] > 0
-    assert again["compile_seconds"] == 0.0  # same module and shapes: no new compile
+    assert first.compile_seconds > 0
+    assert again.compile_seconds == 0.0  # same module and shapes: no new compile
     assert again["ntk_cond"] != first["ntk_cond"]  # ... but a new draw was scored
     other = scorer.score(space, {"width": 8, "depth": 1}, scoring.ScoreOptions(batch=2, seed=0))
-    assert other["compile_seconds"] > 0
+    assert other.compile_seconds > 0
     # the same config and options again: the memoized result, identical
     assert (
         scorer.score(space, {"width": 4, "depth": 1}, scoring.ScoreOptions(batch=2))["ntk_cond"]
@@ -115,6 +117,46 @@ def test_score_is_deterministic_in_a_fresh_scorer():
     b = scoring.Scorer().score(Tiny(), cfg, scoring.ScoreOptions(batch=3, seed=5))
     for k in ("ntk_cond", "ntk_trace", "pntk_sum_cond", "params", "flops"):
         assert a[k] == b[k], k
+
+
+def test_score_record_and_its_stored_dict():
+    from ntknas.proxies import PROXIES
+
+    scorer = scoring.Scorer()
+    s = scorer.score(Tiny(), {"width": 4, "depth": 1}, scoring.ScoreOptions(batch=2))
+    d = s.as_dict()
+    kernel = [n for n in PROXIES if n not in ("params", "flops")]
+    assert list(d) == [
+        "space",
+        "config",
+        "description",
+        *kernel,
+        "init_seconds",
+        "kernel_seconds",
+        "params",
+        "flops",
+        "method",
+        "ntk_flops",
+        "seconds",
+        "compile_seconds",
+        "batch",
+        "data",
+        "seed",
+        "bn",
+        "num_classes",
+        "input_shape",
+        "dtype",
+    ]
+    assert all(d[n] == s[n] for n in PROXIES)
+    # the space's defaults fill in what the options leave open
+    assert (s.num_classes, s.input_shape, d["input_shape"]) == (3, (2, 2, 1), "2x2x1")
+    with pytest.raises(KeyError):
+        s["seconds"]  # a proxy by name; how it was obtained is an attribute
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.params = 0
+    (compiled,) = scorer._models.values()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        compiled.kernel = None
 
 
 def test_patch_override_reaches_the_vit_config():

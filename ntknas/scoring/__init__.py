@@ -1,0 +1,18 @@
+"""Scoring one architecture: build, initialize, draw a batch, take the full O×O NTK, read proxies.
+
+Example:
+  >>> import ntknas
+  >>> s = ntknas.score("nb201", config, batch=8, seed=0)
+  >>> s["ntk_cond"], s.method, s.as_dict()
+"""
+
+from ._api import score as score
+from ._api import score_many as score_many
+from ._options import BN_MODES as BN_MODES
+from ._options import DEFAULT_BATCH as DEFAULT_BATCH
+from ._options import ScoreOptions as ScoreOptions
+from ._options import apply_overrides as apply_overrides
+from ._options import canonical_json as canonical_json
+from ._options import options_dict as options_dict
+from ._scorer import Score as Score
+from ._scorer import Scorer as Scorer

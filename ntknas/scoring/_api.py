@@ -1,0 +1,91 @@
+"""The entry points: score one architecture, or many in one process."""
+
+from __future__ import annotations
+
+import functools
+
+from ._options import ScoreOptions, apply_overrides, canonical_json
+from ._scorer import Score, Scorer
+
+
+@functools.cache
+def _default_scorer() -> Scorer:
+    """The scorer :func:`score` and :func:`score_many` share, so they reuse compiled kernels."""
+    return Scorer()
+
+
+def score(space, config: dict, **options) -> Score:
+    """Scores one architecture by the full O×O NTK at initialization, without training.
+
+    Args:
+      space: a space name (see ``ntknas spaces``) or a :class:`search_spaces.SearchSpace`.
+      config: the architecture, as the space's ``suggest`` returns it (validated here).
+      **options: fields of :class:`ScoreOptions` (batch, seed, data, num_classes, input_shape,
+        bn, float64, method).
+
+    Returns:
+      A :class:`Score`: ``score["ntk_cond"]`` reads a proxy of :data:`ntknas.proxies.PROXIES`,
+      its attributes say how it was obtained (``method``, ``seconds``, ...), and
+      ``score.as_dict()`` is the flat record stored with a trial.
+
+    Raises:
+      ValueError: unknown space, a config outside the space, bad options.
+      proxies.NonFiniteKernelError: the kernel holds NaN or inf.
+
+    Example:
+      >>> ntknas.score("mlp", {"depth": 2, "width": 64, "activation": "relu"})["ntk_cond"]
+    """
+    return _default_scorer().score(space, config, ScoreOptions(**options))
+
+
+def score_many(space, configs, *, on_row=None, **options):
+    """Scores many configs in one process (JAX starts and compiles shared shapes once).
+
+    Every config is validated before any is scored. A config whose scoring fails (NaN kernel,
+    out of memory) gets a row with its ``error`` and no proxies; the others are still scored.
+
+    Args:
+      space: a space name or :class:`search_spaces.SearchSpace`.
+      configs: an iterable of config dicts.
+      on_row: called with ``(index, row)`` after each config (for progress).
+      **options: fields of :class:`ScoreOptions`.
+
+    Returns:
+      A ``pandas.DataFrame``, one row per config in input order: ``config`` (canonical JSON),
+      ``description``, the proxies, how they were obtained (:meth:`Score.as_dict`), and
+      ``error`` (empty when scored).
+
+    Raises:
+      ValueError: unknown space, bad options, or a config outside the space (naming its index).
+    """
+    import pandas as pd
+
+    from search_spaces import SearchSpace, get_space
+
+    from ..proxies import PROXIES
+
+    space = space if isinstance(space, SearchSpace) else get_space(space)
+    opts = ScoreOptions(**options)
+    checked = []
+    for i, config in enumerate(configs):
+        try:
+            checked.append(apply_overrides(space, config, opts))
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"config {i + 1}: {e}") from None
+    scorer = _default_scorer()
+    rows = []
+    for i, config in enumerate(checked):
+        try:
+            row = scorer.score(space, config, opts).as_dict()
+            row["error"] = ""
+        except Exception as e:  # one bad candidate must not lose the others' scores
+            row = {"description": space.describe(config), "error": f"{type(e).__name__}: {e}"}
+        row["config"] = canonical_json(config)
+        row.pop("space", None)
+        rows.append(row)
+        if on_row is not None:
+            on_row(i, row)
+    first = ["config", "description", *PROXIES]
+    df = pd.DataFrame(rows)
+    rest = [c for c in df.columns if c not in first]
+    return df.reindex(columns=[*first, *rest])
