@@ -48,8 +48,8 @@ def measure(space_name: str, trials: int, batch: int, method: str = "auto") -> d
     rerun, rates = [], []
     for c, t in zip(configs, done, strict=True):  # ... then time a new seed on the compiled kernel
         r = scorer.score(space, c, ScoreOptions(batch=batch, seed=1, method=method))
-        rerun.append(r["seconds"])
-        rates.append(t.user_attrs["ntk_flops"] / r["seconds"])
+        rerun.append(r.seconds)
+        rates.append(t.user_attrs["ntk_flops"] / r.seconds)
     return {
         "space": space_name,
         "batch": batch,
