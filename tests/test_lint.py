@@ -31,10 +31,27 @@ def test_jax_internals_only_in_compat_module():
     assert not offenders, offenders
 
 
-def test_importing_ntknas_is_light():
+# What each import may not pull in: the engine needs jax and numpy only; the library loads
+# optuna, flax, pandas and plotting on first use of a search, a score or a report.
+_LIGHT_IMPORTS = {
+    "ntknas.ntk": ("flax", "optuna", "pandas", "scipy", "rich", "matplotlib", "search_spaces"),
+    "ntknas, ntknas.proxies, ntknas.scoring, ntknas.compare, ntknas.study, ntknas.configs": (
+        "flax",
+        "optuna",
+        "pandas",
+        "rich",
+        "matplotlib",
+    ),
+}
+
+
+@pytest.mark.parametrize("modules", sorted(_LIGHT_IMPORTS))
+def test_imports_stay_light(modules):
+    banned = _LIGHT_IMPORTS[modules]
     code = (
-        "import sys, ntknas, ntknas.ntk; "
-        "bad = [m for m in ('flax', 'optuna', 'pandas', 'rich') if m in sys.modules]; "
+        f"import sys, ntknas, {modules}; "
+        f"bad = [m for m in {banned!r} if m in sys.modules]; "
+        "assert callable(ntknas.search) and callable(ntknas.score), 'lazy entry points'; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

@@ -200,17 +200,6 @@ def test_grid_over_a_continuous_or_huge_space_is_refused():
         S.grid_search_space(get_space("vit-small"))
 
 
-def test_importing_ntknas_stays_light():
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, ntknas; heavy = [m for m in ('optuna', 'flax', 'pandas') if m in sys.modules];"
-        "assert not heavy, heavy; assert callable(ntknas.search) and callable(ntknas.score)"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
-
-
 def test_search_is_a_plain_function():
     import inspect
 
