@@ -17,8 +17,8 @@ with ``--change_qkv --relative_position --gp``; see :mod:`._autoformer_layers`):
 
 Initialization as in the original: normal (std 0.02) for the linear layers, the class token, the
 position embedding and the relative-position tables, zero biases, PyTorch's default for the patch
-conv. At 224x224, patch 16 and 1,000 classes the parameter counts equal those published for the
-AutoFormer subnets (checked on 3,003 of them in ``tests/search_spaces/test_vit_golden.py``).
+conv. At 224x224, patch 16 and 1,000 classes the parameter counts equal those OoD-ViT-NAS lists
+for 3,003 subnets of the AutoFormer supernets (``tests/search_spaces/test_vit_golden.py``).
 
 ``"variant": "autoprox"`` in a config builds Auto-Prox's AutoFormer subnet instead (the networks
 of ViT-Bench-101): qkv width equal to the embedding dimension (head width ``D / heads``, so every
