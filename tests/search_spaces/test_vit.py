@@ -75,7 +75,7 @@ def test_relative_attention_matches_the_gathered_embeddings():
     x = jax.random.normal(jax.random.PRNGKey(0), (2, t, d), jnp.float64)
     module = Attention(heads, c)
     onehots = relative_position_onehots(grid, 14, jnp.float64)
-    variables = module.init(jax.random.PRNGKey(1), x, onehots)
+    variables = jax.jit(module.init)(jax.random.PRNGKey(1), x, onehots)
     p = jax.tree.map(np.asarray, variables["params"])
     got = np.asarray(jax.jit(module.apply)(variables, x, onehots))
 
@@ -109,7 +109,7 @@ def test_head_reads_the_mean_of_the_patch_tokens(variant):
         variant=VARIANTS[variant],
     )
     x = jax.random.normal(jax.random.PRNGKey(2), (2, 16, 16, 3), jnp.float64)
-    variables = module.init(jax.random.PRNGKey(3), x)
+    variables = jax.jit(module.init)(jax.random.PRNGKey(3), x)
     logits, state = jax.jit(module.apply, static_argnames="capture_intermediates")(
         variables, x, capture_intermediates=True
     )
@@ -204,7 +204,7 @@ def test_structured_derivatives_match_the_reference_without_dense_fallback(monke
     k1, k2, k3 = jax.random.split(jax.random.PRNGKey(4), 3)
     x1 = jax.random.normal(k1, (3, 8, 12, 3), jnp.float64)
     x2 = jax.random.normal(k2, (2, 8, 12, 3), jnp.float64)
-    params = jax.tree.map(lambda a: a.astype(jnp.float64), module.init(k3, x1)["params"])
+    params = jax.tree.map(lambda a: a.astype(jnp.float64), jax.jit(module.init)(k3, x1)["params"])
     assert params["block_0"]["Attention_0"]["rel_pos_k"]["horizontal"].shape == (8, 4)
 
     def f(p, x):
