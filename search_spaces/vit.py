@@ -1,28 +1,33 @@
 """Vision Transformer spaces of AutoFormer (Chen et al., 2021; microsoft/Cream, AutoFormer).
 
-``vit-small`` is the AutoFormer-S space and ``vit-tiny`` the AutoFormer-T space: one embedding
-dimension and one depth per network, and per layer a number of heads (head dimension 64, so the
-query-key-value width is ``64 * heads``) and an MLP ratio. The network is the AutoFormer/ViT one:
-patch embedding (a stride-``p`` conv), class token, learned position embedding, pre-norm blocks
-(LayerNorm -> multi-head self-attention -> residual, LayerNorm -> GELU MLP -> residual), a final
-LayerNorm and a linear head on the class token. ViT-S/16 (384, 12 layers, 6 heads, ratio 4) is in
-``vit-small`` and ViT-Ti/16 (192, 12 layers, 3 heads, ratio 4) in ``vit-tiny``.
+``vit-tiny``, ``vit-small`` and ``vit-base`` are the AutoFormer-T, -S and -B spaces: one embedding
+dimension and one depth per network, and per layer a number of heads and an MLP ratio.
+
+The network is the one AutoFormer's public model code builds for its published supernets (run
+with ``--change_qkv --relative_position --gp``; see :mod:`._autoformer_layers`):
+
+- patch embedding by a stride-``p`` conv, a class token, a learned absolute position embedding;
+- pre-norm blocks ``x += Attn(LN(x)); x += MLP(LN(x))`` (LayerNorm eps 1e-5);
+- attention with heads 64 wide whatever the embedding dimension (qkv width ``64 * heads``, with
+  bias; output projection ``64 * heads -> D``) and 2-D relative position embeddings on the keys
+  and on the values (one vertical and one horizontal table each, shared by the heads; distances
+  clipped at 14, and at the grid's side on smaller grids);
+- MLP ``D -> int(D * ratio) -> D`` with exact GELU;
+- a final LayerNorm and a linear head on the mean of the patch tokens (not on the class token).
+
+Initialization as in the original: normal (std 0.02) for the linear layers, the class token, the
+position embedding and the relative-position tables, zero biases, PyTorch's default for the patch
+conv. At 224x224, patch 16 and 1,000 classes the parameter counts equal those OoD-ViT-NAS lists
+for 3,003 subnets of the AutoFormer supernets (``tests/search_spaces/test_vit_golden.py``).
+
+``"variant": "autoprox"`` in a config builds Auto-Prox's AutoFormer subnet instead (the networks
+of ViT-Bench-101): qkv width equal to the embedding dimension (head width ``D / heads``, so every
+layer's heads must divide D), no relative positions, LayerNorm eps 1e-6, the rest as above.
 
 Patch size: a config may name one (``"patch_size": 16``); otherwise ``default_patch_size`` picks
-the largest of 16, 8, 4, 2, 1 that divides H and W and leaves a grid of at least 4x4 patches. That
-gives patch 16 on 224x224 (14x14 = 196 tokens, AutoFormer's setting) and patch 8 on the default
-32x32 scoring input (4x4 = 16 tokens + class token). Why 8 and not 16 at 32x32, measured on the
-2-core CPU for the largest vit-small candidate (448 wide, 14 layers, 7 heads, ratio 4; 33.9M
-params): forward 1.19 GFLOP per example at patch 8 vs 0.35 at patch 16
-(``jax.jit(apply).lower(...).cost_analysis()["flops"]``), and its full NTK (N=8, O=10, structured
-derivatives, picked by ``ntk_fn``'s auto) takes 5.3 s after compilation (156 GFLOP) vs 0.9 s
-(41 GFLOP). Both fit a budget of seconds; patch 8 keeps a 4x4 grid, so attention still mixes 17
-tokens instead of 5, and the candidate is recognizably the 14x14-token network it stands for.
-Name ``"patch_size": 16`` in the config for the faster setting.
-
-Initialization follows timm: truncated normal (std 0.02) for the linear layers and the position
-embedding, zero biases, a zero class token. (The original ViT zero-initializes the head, which would
-make every NTK block but the head's vanish at initialization.)
+the largest of 16, 8, 4, 2, 1 that divides H and W and leaves a grid of at least 4x4 patches:
+patch 16 on 224x224 (a 14x14 grid, AutoFormer's setting), patch 8 on the default 32x32 scoring
+input (a 4x4 grid, so attention still mixes 17 tokens rather than 5).
 
 Example:
   >>> space = get_space("vit-small")
@@ -34,14 +39,10 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 from collections.abc import Iterator
 from typing import ClassVar
 
-import flax.linen as nn
-import jax
-import jax.numpy as jnp
-
+from ._autoformer_layers import VARIANTS, VisionTransformer
 from ._base import (
     Config,
     SearchSpace,
@@ -54,12 +55,10 @@ from ._base import (
     register,
     run_length,
 )
-from ._layers import patchify
 
-HEAD_DIM = 64
+DEFAULT_VARIANT = "autoformer"
 _PATCH_CANDIDATES = (16, 8, 4, 2, 1)
 _MIN_GRID = 4
-_init = nn.initializers.truncated_normal(stddev=0.02)
 
 
 def default_patch_size(height: int, width: int) -> int:
@@ -68,74 +67,6 @@ def default_patch_size(height: int, width: int) -> int:
         if height % p == 0 and width % p == 0 and min(height, width) // p >= _MIN_GRID:
             return p
     return 1
-
-
-class Attention(nn.Module):
-    """Multi-head self-attention whose qkv width is ``num_heads * head_dim`` (AutoFormer)."""
-
-    num_heads: int
-    head_dim: int = HEAD_DIM
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        n, t, d = x.shape  # (batch, tokens, embed_dim)
-        h, c = self.num_heads, self.head_dim
-        qkv = nn.Dense(3 * h * c, kernel_init=_init, name="qkv")(x).reshape(n, t, 3, h, c)
-        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # each (n, t, h, c)
-        logits = jnp.einsum("nqhc,nkhc->nhqk", q, k) / math.sqrt(c)
-        weights = jax.nn.softmax(logits, axis=-1)
-        out = jnp.einsum("nhqk,nkhc->nqhc", weights, v).reshape(n, t, h * c)
-        return nn.Dense(d, kernel_init=_init, name="proj")(out)
-
-
-class Block(nn.Module):
-    """Pre-norm transformer block: attention and a GELU MLP, each with a residual."""
-
-    num_heads: int
-    mlp_ratio: float
-    head_dim: int = HEAD_DIM
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        d = x.shape[-1]
-        x = x + Attention(self.num_heads, self.head_dim)(nn.LayerNorm(epsilon=1e-6)(x))
-        y = nn.LayerNorm(epsilon=1e-6)(x)
-        y = nn.Dense(int(d * self.mlp_ratio), kernel_init=_init, name="fc1")(y)
-        y = nn.gelu(y, approximate=False)
-        return x + nn.Dense(d, kernel_init=_init, name="fc2")(y)
-
-
-class VisionTransformer(nn.Module):
-    """ViT with per-layer heads and MLP ratios; ``depth == len(num_heads)``.
-
-    Attributes:
-      embed_dim: token width D.
-      num_heads: heads of each layer.
-      mlp_ratios: MLP hidden width of each layer, as a multiple of D.
-      patch_size: side p of the square patches; H and W must be multiples of p.
-      num_classes: logits.
-      head_dim: width of one head (64 in AutoFormer and ViT).
-    """
-
-    embed_dim: int
-    num_heads: tuple[int, ...]
-    mlp_ratios: tuple[float, ...]
-    patch_size: int
-    num_classes: int
-    head_dim: int = HEAD_DIM
-
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        del train  # no BatchNorm, no dropout
-        n = x.shape[0]
-        x = patchify(x, self.embed_dim, self.patch_size, name="patch_embed")  # (n, tokens, D)
-        cls = self.param("cls_token", nn.initializers.zeros, (1, 1, self.embed_dim))
-        x = jnp.concatenate([jnp.broadcast_to(cls, (n, 1, self.embed_dim)).astype(x.dtype), x], 1)
-        x = x + self.param("pos_embed", _init, (1, x.shape[1], self.embed_dim))
-        for i, (h, r) in enumerate(zip(self.num_heads, self.mlp_ratios, strict=True)):
-            x = Block(h, r, self.head_dim, name=f"block_{i}")(x)
-        x = nn.LayerNorm(epsilon=1e-6, name="norm")(x[:, 0])
-        return nn.Dense(self.num_classes, kernel_init=_init, name="head")(x)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,9 +99,10 @@ class _AutoFormerSpace(SearchSpace):
         return {"embed_dim": embed, "depth": depth, "heads": heads, "mlp_ratio": ratios}
 
     def validate(self, config: Config) -> Config:
+        """The normalized config; ``variant`` is kept only when it is not the default."""
         c = self.choices
         config = gather_layers(check_mapping(self.name, config), ("heads", "mlp_ratio"))
-        check_fields(self.name, config, self._FIELDS, optional=("patch_size",))
+        check_fields(self.name, config, self._FIELDS, optional=("patch_size", "variant"))
         depth = check_choice("depth", config["depth"], c.depths)
         out = {
             "embed_dim": check_choice("embed_dim", config["embed_dim"], c.embed_dims),
@@ -186,6 +118,18 @@ class _AutoFormerSpace(SearchSpace):
         }
         if "patch_size" in config:
             out["patch_size"] = check_int("patch_size", config["patch_size"], 1, 1024)
+        variant = check_choice("variant", config.get("variant", DEFAULT_VARIANT), list(VARIANTS))
+        if variant != DEFAULT_VARIANT:
+            out["variant"] = variant
+        if VARIANTS[variant].head_dim is None:  # heads split the embedding
+            e = out["embed_dim"]
+            for i, h in enumerate(out["heads"]):
+                if e % h:
+                    divisors = [d for d in c.heads if e % d == 0]
+                    raise ValueError(
+                        f"heads[{i}]={h!r} does not divide embed_dim={e} (variant {variant!r} "
+                        f"splits the embedding into heads); allowed values: {divisors}"
+                    )
         return out
 
     def build(self, config: Config, num_classes: int | None = None, input_shape=None):
@@ -203,6 +147,7 @@ class _AutoFormerSpace(SearchSpace):
             mlp_ratios=tuple(float(r) for r in config["mlp_ratio"]),
             patch_size=patch,
             num_classes=num_classes,
+            variant=VARIANTS[config.get("variant", DEFAULT_VARIANT)],
         )
 
     def describe(self, config: Config) -> str:
@@ -211,7 +156,8 @@ class _AutoFormerSpace(SearchSpace):
             f"e{config['embed_dim']} d{config['depth']} heads {run_length(config['heads'])} "
             f"mlp {run_length([float(r) for r in config['mlp_ratio']])}"
         )
-        return text + (f" p{config['patch_size']}" if "patch_size" in config else "")
+        text += f" p{config['patch_size']}" if "patch_size" in config else ""
+        return text + (f" {config['variant']}" if "variant" in config else "")
 
     def enumerate(self) -> Iterator[Config]:
         c = self.choices
@@ -226,6 +172,18 @@ class _AutoFormerSpace(SearchSpace):
                     }
 
 
+# The choices of AutoFormer's supernet-T/S/B search spaces (experiments/supernet/supernet-*.yaml).
+
+
+@register
+class VitTiny(_AutoFormerSpace):
+    """AutoFormer-T: embed {192, 216, 240}, depth {12, 13, 14}, heads {3, 4}, MLP {3.5, 4}."""
+
+    name = "vit-tiny"
+    choices = _Choices((192, 216, 240), (12, 13, 14), (3, 4), (3.5, 4.0))
+    size = choices.size()
+
+
 @register
 class VitSmall(_AutoFormerSpace):
     """AutoFormer-S: embed {320, 384, 448}, depth {12, 13, 14}, heads {5, 6, 7}, MLP {3, 3.5, 4}."""
@@ -236,9 +194,9 @@ class VitSmall(_AutoFormerSpace):
 
 
 @register
-class VitTiny(_AutoFormerSpace):
-    """AutoFormer-T: embed {192, 216, 240}, depth {12, 13, 14}, heads {3, 4}, MLP {3.5, 4}."""
+class VitBase(_AutoFormerSpace):
+    """AutoFormer-B: embed {528, 576, 624}, depth {14, 15, 16}, heads {9, 10}, MLP {3, 3.5, 4}."""
 
-    name = "vit-tiny"
-    choices = _Choices((192, 216, 240), (12, 13, 14), (3, 4), (3.5, 4.0))
+    name = "vit-base"
+    choices = _Choices((528, 576, 624), (14, 15, 16), (9, 10), (3.0, 3.5, 4.0))
     size = choices.size()

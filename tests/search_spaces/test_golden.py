@@ -40,10 +40,16 @@ def _mixer(depth, hidden, tokens, channels):
 IMAGENET = (224, 224, 3)
 GOLDEN = [
     # timm vit_small_patch16_224 / google-research/vision_transformer ViT-S/16: 22,050,664.
-    # In AutoFormer-S: embed 384, depth 12, 6 heads (head dim 64), MLP ratio 4.
-    ("vit-small", _vit(384, 12, 6, 4.0), 1000, IMAGENET, 22_050_664),
+    # In AutoFormer-S: embed 384, depth 12, 6 heads (head dim 64), MLP ratio 4. Auto-Prox's
+    # variant has ViT's layers (qkv width = embed dim = 6 * 64) and pools, which adds nothing.
+    ("vit-small", dict(_vit(384, 12, 6, 4.0), variant="autoprox"), 1000, IMAGENET, 22_050_664),
+    # The AutoFormer network adds per layer two relative-position tables (vertical, horizontal)
+    # of 2*14+2 rows x 64 on keys and two on values: 22,050,664 + 12 * 4 * 30 * 64.
+    ("vit-small", _vit(384, 12, 6, 4.0), 1000, IMAGENET, 22_142_824),
     # timm vit_tiny_patch16_224 (ViT-Ti/16, DeiT-Ti): 5,717,416. In AutoFormer-T: 192, 12, 3, 4.
-    ("vit-tiny", _vit(192, 12, 3, 4.0), 1000, IMAGENET, 5_717_416),
+    ("vit-tiny", dict(_vit(192, 12, 3, 4.0), variant="autoprox"), 1000, IMAGENET, 5_717_416),
+    ("vit-tiny", _vit(192, 12, 3, 4.0), 1000, IMAGENET, 5_717_416 + 12 * 4 * 30 * 64),
+    # The 3,003 AutoFormer-T/S/B subnets of OoD-ViT-NAS: tests/search_spaces/test_vit_golden.py.
     # torchvision resnet18: 11,689,512.
     ("resnet", {"block": "basic", "depths": [2, 2, 2, 2], "width": 64}, 1000, IMAGENET, 11_689_512),
     # torchvision resnet50 (v1.5): 25,557,032.
