@@ -63,6 +63,15 @@ SMALL = {
         (16, 16, 3),
     ),
     "vit-tiny": ({**_VIT_T, **{f"mlp_ratio_{i}": 3.5 for i in range(12)}}, (16, 16, 3)),
+    "vit-base": (
+        {
+            "embed_dim": 528,
+            "depth": 14,
+            **{f"heads_{i}": 9 for i in range(14)},
+            **{f"mlp_ratio_{i}": 3.0 for i in range(14)},
+        },
+        (16, 16, 3),
+    ),
 }
 
 
@@ -71,7 +80,15 @@ def test_every_space_has_a_small_input():
 
 
 def test_expected_spaces_are_registered():
-    assert set(list_spaces()) >= {"vit-small", "vit-tiny", "nb201", "resnet", "mlp-mixer", "mlp"}
+    assert set(list_spaces()) >= {
+        "vit-small",
+        "vit-tiny",
+        "vit-base",
+        "nb201",
+        "resnet",
+        "mlp-mixer",
+        "mlp",
+    }
     assert {n for n in list_spaces() if get_space(n).has_batch_norm} == {"nb201", "resnet"}
 
 
@@ -176,6 +193,7 @@ def test_sizes():
     assert get_space("nb201").size == 15_625
     assert get_space("vit-small").size == 3 * (9**12 + 9**13 + 9**14)
     assert get_space("vit-tiny").size == 3 * (4**12 + 4**13 + 4**14)
+    assert get_space("vit-base").size == 3 * (6**14 + 6**15 + 6**16)
     assert get_space("mlp").size == 10 * 6 * 6
     assert get_space("mlp-mixer").size == 3 * 11 * 5 * 4 * 5
     assert get_space("resnet").size == 2 * 5 * (9**3 + 9**4)

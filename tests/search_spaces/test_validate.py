@@ -8,6 +8,7 @@ VIT_S = {"embed_dim": 384, "depth": 12, "heads": [6] * 12, "mlp_ratio": [4.0] * 
 GOOD = {
     "vit-small": VIT_S,
     "vit-tiny": {"embed_dim": 192, "depth": 13, "heads": [3] * 13, "mlp_ratio": [3.5] * 13},
+    "vit-base": {"embed_dim": 576, "depth": 15, "heads": [10] * 15, "mlp_ratio": [3.5] * 15},
     "nb201": {"cell": "210342"},
     "resnet": {"block": "basic", "depths": [2, 2, 2, 2], "width": 64},
     "mlp-mixer": {
