@@ -5,7 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ntknas.ntk.structured import _structure
 from search_spaces import get_space
 from search_spaces._autoformer_layers import (
     VARIANTS,
@@ -16,7 +15,7 @@ from search_spaces._autoformer_layers import (
     relative_position_onehots,
 )
 
-from ..ntk.structured._reference import check_all
+from ..ntk.structured._reference import check_all, dense_fallbacks
 
 VIT_T = {"embed_dim": 216, "depth": 12, "heads": [3, 4] * 6, "mlp_ratio": [3.5, 4.0, 4.0] * 4}
 
@@ -181,18 +180,10 @@ def test_vit_base_is_autoformer_b():
     assert shapes["block_14"]["Attention_0"]["qkv"]["kernel"].shape == (576, 3 * 9 * 64)
 
 
-def test_structured_derivatives_match_the_reference_without_dense_fallback(monkeypatch):
+def test_structured_derivatives_match_the_reference_without_dense_fallback():
     """Float64: structured == explicit Jacobians == Jacobian contraction on a tiny AutoFormer
     (a 2x3 patch grid, relative positions, mean pooling); no primitive falls back to the dense
     rule."""
-    dense = []
-    real_dense = _structure.dense
-
-    def spy(eqn, *args):
-        dense.append(eqn.name)
-        return real_dense(eqn, *args)
-
-    monkeypatch.setattr(_structure, "dense", spy)
     module = VisionTransformer(
         embed_dim=8,
         num_heads=(2,),
@@ -210,5 +201,6 @@ def test_structured_derivatives_match_the_reference_without_dense_fallback(monke
     def f(p, x):
         return module.apply({"params": p}, x)
 
-    check_all(f, x1, x2, params)
+    with dense_fallbacks() as dense:
+        check_all(f, x1, x2, params)
     assert dense == []

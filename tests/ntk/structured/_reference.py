@@ -1,5 +1,6 @@
 """Float64 reference NTK from explicit Jacobians of the whole batch, and a comparison helper."""
 
+import contextlib
 import functools
 
 import jax
@@ -82,3 +83,22 @@ def check_all(f, x1, x2, params, dtype=jnp.float64, rules_off=False, against_jc=
             off = ntk.ntk_fn(f, "structured_derivatives", **kw)(x1, x2, params)
         assert_close(off, got, dtype)
     return got
+
+
+@contextlib.contextmanager
+def dense_fallbacks():
+    """Records the primitives that fell back to the dense rule in the block (a list of names)."""
+    from ntknas.ntk.structured import _structure
+
+    seen: list[str] = []
+    real = _structure.dense
+
+    def spy(eqn, *args):
+        seen.append(eqn.name)
+        return real(eqn, *args)
+
+    _structure.dense = spy
+    try:
+        yield seen
+    finally:
+        _structure.dense = real
