@@ -65,3 +65,17 @@ def test_the_off_switch(tmp_path):
     )
     got, _ = _run("0", script)
     assert got == {"directory": None, "jax": None}
+
+
+def test_the_cli_flag_turns_it_off(tmp_path):
+    script = (
+        "import json, cli\nfrom ntknas import scoring\n"
+        "rc = cli.main(['score', '--space', 'mlp', '--batch', '2', '--input-size', '4', "
+        '\'--config\', \'{"depth": 1, "width": 64, "activation": "relu"}\', '
+        f"'--out', {str(tmp_path / 'scores.csv')!r}, '--no-compile-cache'])\n"
+        "print(json.dumps({'rc': rc, 'directory': scoring.cache_stats().directory}))"
+    )
+    got, _ = _run(str(tmp_path / "jax"), script)
+    assert got == {"rc": 0, "directory": None}
+    assert not (tmp_path / "jax").exists()
+    assert "path" in (tmp_path / "scores.csv").read_text().splitlines()[0].split(",")
