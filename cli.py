@@ -7,6 +7,7 @@ unusable storage URL) is reported as one line on stderr with exit code 2, never 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 
@@ -82,6 +83,12 @@ def _scoring_args(p: argparse.ArgumentParser, bn_default: str = "eval") -> None:
     g.add_argument("--float64", action="store_true", help="compute the kernel in float64")
     g.add_argument(
         "--method", default="auto", help="NTK method (default auto: the cheapest per architecture)"
+    )
+    g.add_argument(
+        "--no-compile-cache",
+        action="store_true",
+        help="do not keep compiled kernels on disk (default: kept in ~/.cache/ntknas/jax; "
+        "the same as NTKNAS_COMPILE_CACHE=0)",
     )
 
 
@@ -427,6 +434,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    if getattr(args, "no_compile_cache", False):  # read by this process and spawned workers
+        os.environ["NTKNAS_COMPILE_CACHE"] = "0"
     try:
         return int(args._run(args) or 0)
     except (UsageError, ValueError) as e:  # the library raises ValueError for bad input only

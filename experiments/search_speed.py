@@ -1,20 +1,38 @@
-"""Search speed at the CPU defaults: seconds per candidate, candidates per minute, FLOP rate.
+"""Search speed, the per-architecture path against the shared graph, side by side in one run.
 
-For each space, a random search of ``--trials`` candidates is timed end to end (every candidate is
-a new architecture, so each pays its compile), then the same candidates are scored again with a
-new seed, which reuses the compiled kernels ("after compile"). The FLOPs of one candidate's NTK
-come from XLA's cost analysis of the method auto chose; the machine's matmul rate is timed on a
-float32 4096² matmul. Run: ``python experiments/search_speed.py --spaces vit-small nb201``.
+For each space, ``--candidates`` seeded random configs (Optuna's random sampler, as ``ntknas
+search --sampler random``) are scored twice from cold, by a fresh scorer each: through their own
+networks (``path=own``: a compile per new architecture, as searches did before) and through the
+space's shared graph (``path=shared``: one compile for the space, then init and kernel per
+candidate). Printed per path: candidates per minute (all of it, first compile included, and the
+steady state after the first candidate), median seconds per candidate split into compile, init and
+kernel, and the kernel's share of the matmul FLOP floor: the candidate's own kernel FLOPs at the
+measured float32 matmul rate, over its seconds (1.0 would be a machine doing nothing but that
+kernel's matmuls). Also the shared graph's kernel FLOPs over the candidates' own ones (what
+computing at the largest shape costs), and a second process: the same candidates scored by a new
+process joining the persistent compilation cache the first run filled (its hits, and its first
+candidate's compile seconds).
+
+Generic over spaces: a space without a shared graph (for this setting) shows ``path=own`` twice.
+Run: ``python experiments/search_speed.py --spaces mlp resnet --candidates 6``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
+PATH_FIELDS = ("seconds", "compile_seconds", "init_seconds", "kernel_seconds", "ntk_flops")
 
-def matmul_flops_per_second(n: int = 4096, repeats: int = 5) -> float:
+
+def matmul_flops_per_second(n: int = 2048, repeats: int = 5) -> float:
+    """The float32 matmul rate of this machine: the best of ``repeats`` n×n matmuls."""
     import jax
     import jax.numpy as jnp
 
@@ -29,70 +47,154 @@ def matmul_flops_per_second(n: int = 4096, repeats: int = 5) -> float:
     return 2 * n**3 / min(times)
 
 
-def measure(space_name: str, trials: int, batch: int, method: str = "auto") -> dict:
-    import ntknas
-    from ntknas.scoring import ScoreOptions, Scorer
-    from search_spaces import get_space
+def candidates(space, n: int, seed: int) -> list[dict]:
+    """``n`` distinct configs drawn by Optuna's random sampler with ``seed``."""
+    import optuna
 
-    space = get_space(space_name)
+    from ntknas.scoring import canonical_json
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    seen: dict[str, dict] = {}
+    for _ in range(50 * n):
+        if len(seen) == n:
+            break
+        trial = study.ask()
+        config = space.validate(space.suggest(trial))
+        seen.setdefault(canonical_json(config), config)
+        study.tell(trial, 0.0)
+    return list(seen.values())
+
+
+def score_path(space, configs, options, shared: bool) -> dict:
+    """Scores ``configs`` with a fresh scorer; per-candidate rows and the wall time."""
+    from ntknas.scoring import Scorer
+
+    scorer = Scorer(shared_graphs=shared)
+    rows = []
     t0 = time.perf_counter()
-    study = ntknas.search(
-        space, trials, sampler="random", storage="memory", batch=batch, method=method
-    )
-    wall = time.perf_counter() - t0
-    done = [t for t in study.trials if t.state.name == "COMPLETE"]
-    scorer = Scorer()
-    configs = [space.validate(_config(t)) for t in done]
-    for c in configs:  # compile once per candidate ...
-        scorer.score(space, c, ScoreOptions(batch=batch, seed=0, method=method))
-    rerun, rates = [], []
-    for c, t in zip(configs, done, strict=True):  # ... then time a new seed on the compiled kernel
-        r = scorer.score(space, c, ScoreOptions(batch=batch, seed=1, method=method))
-        rerun.append(r.seconds)
-        rates.append(t.user_attrs["ntk_flops"] / r.seconds)
+    for config in configs:
+        s = scorer.score(space, config, options)
+        rows.append({"path": s.path, **{k: getattr(s, k) for k in PATH_FIELDS}})
+    return {"rows": rows, "wall": time.perf_counter() - t0}
+
+
+def summary(result: dict, own_flops: list[float], rate: float) -> dict:
+    rows, wall = result["rows"], result["wall"]
+    steady = rows[1:] or rows
+    med = {k: statistics.median(r[k] for r in steady) for k in PATH_FIELDS[:4]}
+    floor = [f / rate / r["seconds"] for f, r in zip(own_flops, rows, strict=True) if f]
     return {
-        "space": space_name,
-        "batch": batch,
-        "trials": len(done),
-        "s_per_candidate": wall / max(len(study.trials), 1),
-        "candidates_per_min": 60 * len(study.trials) / wall,
-        "compile_s_median": statistics.median(t.user_attrs["compile_seconds"] for t in done),
-        "init_s_median": statistics.median(t.user_attrs["init_seconds"] for t in done),
-        "kernel_s_median": statistics.median(t.user_attrs["kernel_seconds"] for t in done),
-        "after_compile_s_median": statistics.median(rerun),
-        "after_compile_per_min": 60 / statistics.median(rerun),
-        "ntk_gflops_median": statistics.median(t.user_attrs["ntk_flops"] for t in done) / 1e9,
-        "gflop_per_s_median": statistics.median(rates) / 1e9,
-        "method": method,
-        "chosen": sorted({t.user_attrs["method"] for t in done}),
+        "path": "/".join(sorted({r["path"] for r in rows})),
+        "candidates": len(rows),
+        "per_min": 60 * len(rows) / wall,
+        "steady_per_min": 60 / med["seconds"],
+        "first_s": rows[0]["seconds"],
+        "first_compile_s": rows[0]["compile_seconds"],
+        "s": med["seconds"],
+        "compile_s": med["compile_seconds"],
+        "init_s": med["init_seconds"],
+        "kernel_s": med["kernel_seconds"],
+        "floor_share": statistics.median(floor[1:] or floor) if floor else float("nan"),
     }
 
 
-def _config(trial) -> dict:
-    import json
+def _line(d: dict) -> str:
+    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in d.items())
 
-    return json.loads(trial.user_attrs["config"])
+
+def measure(space_name: str, n: int, options, seed: int, rate: float) -> dict:
+    from search_spaces import get_space
+
+    space = get_space(space_name)
+    configs = candidates(space, n, seed)
+    own = score_path(space, configs, options, shared=False)
+    shared = score_path(space, configs, options, shared=True)
+    own_flops = [r["ntk_flops"] or 0.0 for r in own["rows"]]
+    ratios = [s["ntk_flops"] / o for s, o in zip(shared["rows"], own_flops, strict=True) if o and s]
+    return {
+        "configs": configs,
+        "own": summary(own, own_flops, rate),
+        "shared": summary(shared, own_flops, rate),
+        "flop_overhead": {
+            "median": statistics.median(ratios) if ratios else float("nan"),
+            "min": min(ratios, default=float("nan")),
+            "max": max(ratios, default=float("nan")),
+        },
+    }
+
+
+def second_process(space_name: str, configs, args) -> dict:
+    """The same candidates, both paths, in a new process joining this run's cache."""
+    cmd = [sys.executable, __file__, "--second-process", space_name, json.dumps(configs)]
+    cmd += ["--batch", str(args.batch), "--method", args.method]
+    env = {**os.environ, "NTKNAS_COMPILE_CACHE": args.cache_dir}
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _second_process_main(space_name: str, configs_json: str, options) -> None:
+    from ntknas.scoring import cache_stats
+    from search_spaces import get_space
+
+    space, configs = get_space(space_name), json.loads(configs_json)
+    out = {}
+    for shared in (False, True):
+        result = score_path(space, configs, options, shared)
+        first = result["rows"][0]
+        out["shared" if shared else "own"] = {
+            "path": first["path"],
+            "first_compile_s": first["compile_seconds"],
+            "first_s": first["seconds"],
+            "per_min": 60 * len(configs) / result["wall"],
+        }
+    stats = cache_stats()
+    out["cache"] = {"requests": stats.requests, "hits": stats.hits, "writes": stats.writes}
+    out["cache"]["saved_s"] = stats.seconds_saved
+    print(json.dumps(out))
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--spaces", nargs="+", default=["vit-small", "nb201"])
-    p.add_argument("--trials", type=int, default=5)
+    p.add_argument("--spaces", nargs="+", default=["mlp", "resnet"])
+    p.add_argument("--candidates", type=int, default=6)
+    p.add_argument("--seed", type=int, default=0, help="seeds the sampler (default 0)")
     p.add_argument("--batch", type=int, default=None, help="default: ntknas.scoring.DEFAULT_BATCH")
+    p.add_argument("--method", default="auto", help="NTK method (default auto)")
+    p.add_argument("--cache-dir", default=None, help="compilation cache (default: a new temp dir)")
     p.add_argument(
-        "--method", default="auto", help="NTK method (default auto, chosen per candidate)"
+        "--second-process", nargs=2, metavar=("SPACE", "CONFIGS"), help=argparse.SUPPRESS
     )
     args = p.parse_args()
     from ntknas.scoring import DEFAULT_BATCH
 
-    peak = matmul_flops_per_second()
-    print(f"float32 4096x4096 matmul: {peak / 1e9:.1f} GFLOP/s")
-    for name in args.spaces:
-        m = measure(name, args.trials, args.batch or DEFAULT_BATCH, args.method)
-        m["fraction_of_matmul"] = m["gflop_per_s_median"] * 1e9 / peak
-        print(
-            " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items())
+    args.batch = args.batch or DEFAULT_BATCH
+    if args.second_process:
+        from ntknas.scoring import ScoreOptions
+
+        _second_process_main(
+            *args.second_process, ScoreOptions(batch=args.batch, method=args.method)
         )
+        return
+    # a cold cache, so the first run compiles and the second process can only hit what it wrote
+    args.cache_dir = args.cache_dir or tempfile.mkdtemp(prefix="ntknas-speed-cache-")
+    os.environ["NTKNAS_COMPILE_CACHE"] = args.cache_dir
+    from ntknas.scoring import ScoreOptions, enable_compile_cache
+
+    enable_compile_cache()
+    options = ScoreOptions(batch=args.batch, method=args.method)
+    rate = matmul_flops_per_second()
+    print(f"float32 2048x2048 matmul: {rate / 1e9:.1f} GFLOP/s; cache {args.cache_dir}")
+    for name in args.spaces:
+        m = measure(name, args.candidates, options, args.seed, rate)
+        print(f"{name} batch={args.batch} candidates={len(m['configs'])} seed={args.seed}")
+        for path in ("own", "shared"):
+            print("  " + _line(m[path]))
+        print("  shared kernel FLOPs / own: " + _line(m["flop_overhead"]))
+        second = second_process(name, m["configs"], args)
+        for path in ("own", "shared"):
+            print(f"  second process {path}: " + _line(second[path]))
+        print("  second process cache: " + _line(second["cache"]))
 
 
 if __name__ == "__main__":

@@ -6,13 +6,18 @@ Example:
   >>> s["ntk_cond"], s.method, s.as_dict()
 """
 
+from ._api import SHARED_GRAPH_MIN as SHARED_GRAPH_MIN
 from ._api import score as score
 from ._api import score_many as score_many
+from ._cache import CacheStats as CacheStats
+from ._cache import cache_stats as cache_stats
+from ._cache import enable_compile_cache as enable_compile_cache
 from ._options import BN_MODES as BN_MODES
 from ._options import DEFAULT_BATCH as DEFAULT_BATCH
 from ._options import ScoreOptions as ScoreOptions
 from ._options import apply_overrides as apply_overrides
 from ._options import canonical_json as canonical_json
 from ._options import options_dict as options_dict
-from ._scorer import Score as Score
+from ._record import PATHS as PATHS
+from ._record import Score as Score
 from ._scorer import Scorer as Scorer

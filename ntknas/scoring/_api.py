@@ -5,17 +5,27 @@ from __future__ import annotations
 import functools
 
 from ._options import ScoreOptions, apply_overrides, canonical_json
-from ._scorer import Score, Scorer
+from ._record import Score
+from ._scorer import Scorer
+
+# score_many goes through a space's shared graph from this many configs on; fewer are scored
+# through their own networks, as is a single score(): the graph's one compilation costs more
+# than one own network's, and each of its kernels computes the largest network (nb201's graph
+# computes every op on every edge and compiles slowly). Figures in experiments/README.md.
+SHARED_GRAPH_MIN = 8
 
 
 @functools.cache
-def _default_scorer() -> Scorer:
-    """The scorer :func:`score` and :func:`score_many` share, so they reuse compiled kernels."""
-    return Scorer()
+def _default_scorer(shared_graphs: bool = False) -> Scorer:
+    """The scorers :func:`score` and :func:`score_many` share, so they reuse compiled kernels."""
+    return Scorer(shared_graphs=shared_graphs)
 
 
 def score(space, config: dict, **options) -> Score:
     """Scores one architecture by the full O×O NTK at initialization, without training.
+
+    The config's own network is compiled (path ``"own"``): for one config that is faster than a
+    space's shared graph (see :func:`score_many`).
 
     Args:
       space: a space name (see ``ntknas spaces``) or a :class:`search_spaces.SearchSpace`.
@@ -41,8 +51,11 @@ def score(space, config: dict, **options) -> Score:
 def score_many(space, configs, *, on_row=None, **options):
     """Scores many configs in one process (JAX starts and compiles shared shapes once).
 
-    Every config is validated before any is scored. A config whose scoring fails (NaN kernel,
-    out of memory) gets a row with its ``error`` and no proxies; the others are still scored.
+    From :data:`SHARED_GRAPH_MIN` configs on, they go through the space's shared graph where it
+    has one (one compilation for all; see :class:`Scorer`); the ``path`` column says which
+    path scored each row. Every config is validated before any is scored. A config whose
+    scoring fails (NaN kernel, out of memory) gets a row with its ``error`` and no proxies; the
+    others are still scored.
 
     Args:
       space: a space name or :class:`search_spaces.SearchSpace`.
@@ -72,7 +85,7 @@ def score_many(space, configs, *, on_row=None, **options):
             checked.append(apply_overrides(space, config, opts))
         except (ValueError, TypeError) as e:
             raise ValueError(f"config {i + 1}: {e}") from None
-    scorer = _default_scorer()
+    scorer = _default_scorer(shared_graphs=len(checked) >= SHARED_GRAPH_MIN)
     rows = []
     for i, config in enumerate(checked):
         try:

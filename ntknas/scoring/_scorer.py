@@ -1,12 +1,20 @@
 """The scorer: build, initialize, draw a batch, take the full O×O NTK, read proxies.
 
-Compiled work is cached per model: two candidates that build equal Flax modules (same shapes and
-hyperparameters) at the same batch shape share one compiled initializer, one compiled kernel and one
-forward-cost analysis; parameters, BatchNorm state and inputs are arguments, never constants, so a
-new seed or a new data draw reruns the compiled code without tracing again. A space with a shared
-graph (:meth:`search_spaces.SearchSpace.shared_graph`, e.g. nb201) can go further
-(``Scorer(shared_graphs=True)``): the architecture itself is an input array, so one compiled
-kernel scores every config; the parameter count and FLOPs are still the config's own network's.
+Two paths score a config, and every :class:`Score` says which (``path``):
+
+- ``"own"``: the config's own network is built and its kernel compiled. Two candidates that build
+  equal Flax modules at the same batch shape share one compiled kernel and one forward-cost
+  analysis.
+- ``"shared"``: the space's shared graph (:meth:`search_spaces.SearchSpace.shared_graph`) computes
+  every config, the architecture an input array, so one kernel is compiled per space and setting
+  (batch, input shape, logits, BN mode, dtype, method) and a new config costs its initialization
+  and its kernel. The parameter count and FLOPs are still the config's own network's, and the
+  kernel equals the own network's for the same parameters; the initial values are drawn by the
+  graph's ``init_own`` (the own network's distribution; other values than ``"own"`` for the masked
+  graphs, the same values for nb201's).
+
+Parameters, BatchNorm state and inputs are always arguments, never constants, so a new seed or a
+new data draw reruns the compiled code without tracing again. Which path: see :class:`Scorer`.
 """
 
 from __future__ import annotations
@@ -14,84 +22,17 @@ from __future__ import annotations
 import collections
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ._cache import enable_compile_cache
 from ._options import ScoreOptions, apply_overrides, canonical_json
+from ._record import Score
 
 _SHARED_VARIABLES = 4  # initial variables kept per shared graph (one set per seed and shape)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Score:
-    """Every proxy of one architecture and how it was obtained.
-
-    Attributes:
-      space, config, description: the architecture.
-      kernel_proxies: the proxies read from the kernel (:func:`ntknas.proxies.kernel_proxies`).
-      params: trainable parameters of the config's own network.
-      flops: its forward FLOPs per example (None where XLA reports none).
-      method: the NTK method used (what ``"auto"`` chose).
-      ntk_flops: the kernel's estimated or reported FLOPs.
-      seconds: all of the scoring; ``compile_seconds`` (0 when a compiled kernel was reused),
-        ``init_seconds`` and ``kernel_seconds`` (running the compiled kernel) are parts of it.
-      batch, data, seed, bn, num_classes, input_shape, dtype: the options it was scored with.
-    """
-
-    space: str
-    config: dict[str, Any]
-    description: str
-    kernel_proxies: Mapping[str, float]
-    params: int
-    flops: float | None
-    method: str
-    ntk_flops: float | None
-    seconds: float
-    compile_seconds: float
-    init_seconds: float
-    kernel_seconds: float
-    batch: int
-    data: str
-    seed: int
-    bn: str
-    num_classes: int
-    input_shape: tuple[int, int, int]
-    dtype: str
-
-    def __getitem__(self, proxy: str) -> float:
-        """The value of a proxy of :data:`ntknas.proxies.PROXIES` by name."""
-        if proxy == "params":
-            return self.params
-        if proxy == "flops":
-            return self.flops
-        return self.kernel_proxies[proxy]
-
-    def as_dict(self) -> dict[str, Any]:
-        """The flat record stored with a trial and written as a row (input_shape as ``HxWxC``)."""
-        return {
-            "space": self.space,
-            "config": self.config,
-            "description": self.description,
-            **self.kernel_proxies,
-            "init_seconds": self.init_seconds,
-            "kernel_seconds": self.kernel_seconds,
-            "params": self.params,
-            "flops": self.flops,
-            "method": self.method,
-            "ntk_flops": self.ntk_flops,
-            "seconds": self.seconds,
-            "compile_seconds": self.compile_seconds,
-            "batch": self.batch,
-            "data": self.data,
-            "seed": self.seed,
-            "bn": self.bn,
-            "num_classes": self.num_classes,
-            "input_shape": "x".join(map(str, self.input_shape)),
-            "dtype": self.dtype,
-        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,7 +42,7 @@ class _Forward:
     module: Any
     f: Callable  # f(params, (inputs, state[, arch])) -> (N, O)
     vmap_axes: Any
-    init: Callable  # init(key, inputs) -> variables
+    init: Callable | None  # init(key, inputs) -> the own network's variables; None when shared
     shared: Any = None  # the space's SharedGraph when the architecture is an input
 
 
@@ -117,22 +58,43 @@ class _Compiled:
     compile_seconds: float
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Route:
+    """How one config is scored: the compiled model it goes through and its place there."""
+
+    path: str  # "own" or "shared"
+    key: tuple  # the compiled model's key in Scorer._models
+    forward: _Forward
+    config: dict
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    arch: Any = None  # the config's encoding (numpy) on the shared path
+
+
 class Scorer:
     """Scores configs, keeping compiled models and finished scores for reuse.
 
+    The first Scorer of a process turns on JAX's persistent compilation cache
+    (:mod:`ntknas.scoring._cache`; ``NTKNAS_COMPILE_CACHE=0`` keeps it off).
+
     Args:
       max_models: how many compiled models to keep (least recently used are dropped).
-      shared_graphs: score through a space's shared graph when it has one: the same scores and
-        one compilation for the whole space, but that compilation is slow and each kernel
-        computes every op, so it pays off from a few dozen configs on (``ntknas compare``,
-        studies; figures in experiments/README.md). False builds and compiles each config's own
-        network.
+      shared_graphs: True scores a config through its space's shared graph whenever the space
+        has one for the scoring setting and the graph holds the config (else through its own
+        network); False always compiles each config's own network. The shared graph pays off
+        when many configs are scored (searches, workers, ``score_many`` from
+        :data:`ntknas.scoring.SHARED_GRAPH_MIN` configs on): its one compilation costs more
+        than one own network's, and each kernel computes the graph's largest network (figures
+        in experiments/README.md).
     """
 
     def __init__(self, max_models: int = 32, shared_graphs: bool = False):
+        enable_compile_cache()
         self._models: collections.OrderedDict = collections.OrderedDict()
         self._results: dict = {}
         self._flops: dict = {}
+        self._shapes: dict = {}
+        self._graphs: dict = {}
         self._shared_variables: dict = {}
         self.max_models = max_models
         self.shared_graphs = shared_graphs
@@ -141,6 +103,8 @@ class Scorer:
         """Every proxy of one config (see :func:`ntknas.scoring.score`)."""
         from search_spaces import SearchSpace, get_space
 
+        from .. import proxies
+
         options = options or ScoreOptions()
         space = space if isinstance(space, SearchSpace) else get_space(space)
         config = apply_overrides(space, config, options)
@@ -148,11 +112,18 @@ class Scorer:
         if memo in self._results:
             return self._results[memo]
         start = time.perf_counter()
-        num_classes, input_shape = options.resolve_io(space)
-        key, forward = self._forward(space, config, num_classes, input_shape, options)
-        result = self._run(key, forward, options, input_shape, config)
-        compiled, cached, kernel_proxies, n_params, init_seconds, kernel_seconds = result
-        if compiled.forward.shared is not None:
+        route = self._route(space, config, options, self.shared_graphs)
+        inputs = self._inputs(options, route.input_shape)
+        t0 = time.perf_counter()
+        variables = self._initial(route, options, inputs)
+        if route.path == "shared":
+            n_params = self.count_params(space, config, options)
+        else:
+            n_params = _count(variables["params"])
+        init_seconds = time.perf_counter() - t0
+        compiled, cached, kernel, kernel_seconds = self._evaluate(route, variables, inputs, options)
+        kernel_proxies = proxies.kernel_proxies(kernel, n_params)
+        if route.path == "shared":
             flops = self.own_flops(space, config, options)
         else:
             flops = compiled.forward_flops
@@ -165,6 +136,7 @@ class Scorer:
             flops=flops,
             method=compiled.method,
             ntk_flops=compiled.ntk_flops,
+            path=route.path,
             seconds=time.perf_counter() - start,
             compile_seconds=0.0 if cached else compiled.compile_seconds,
             init_seconds=init_seconds,
@@ -173,8 +145,8 @@ class Scorer:
             data=options.data,
             seed=options.seed,
             bn=options.bn,
-            num_classes=num_classes,
-            input_shape=input_shape,
+            num_classes=route.num_classes,
+            input_shape=route.input_shape,
             dtype=options.dtype,
         )
         self._results[memo] = score
@@ -182,14 +154,7 @@ class Scorer:
 
     def count_params(self, space, config: dict, options: ScoreOptions | None = None) -> int:
         """Parameters of a config, from shapes alone (nothing is computed or compiled)."""
-        import jax
-
-        options = options or ScoreOptions()
-        num_classes, input_shape = options.resolve_io(space)
-        module = space.build(config, num_classes=num_classes, input_shape=input_shape)
-        x = jax.ShapeDtypeStruct((1, *input_shape), np.float32)
-        shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), x)
-        return sum(math.prod(a.shape) for a in jax.tree.leaves(shapes["params"]))
+        return _count(self._own_shapes(space, config, options or ScoreOptions())["params"])
 
     def own_flops(self, space, config: dict, options: ScoreOptions) -> float | None:
         """Forward FLOPs per example of the config's own network (cached; shape-only tracing)."""
@@ -202,83 +167,134 @@ class Scorer:
             module = space.build(config, num_classes=num_classes, input_shape=input_shape)
             f = _forward(module, options).f
             x = jax.ShapeDtypeStruct((1, *input_shape), np.dtype(options.dtype))
-            variables = jax.eval_shape(module.init, jax.random.PRNGKey(0), x)
+            variables = self._own_shapes(space, config, options)
             variables = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, x.dtype), variables)
             params = variables["params"]
             state = {k: v for k, v in variables.items() if k != "params"}
             self._flops[key] = _forward_flops(f, params, state, x)
         return self._flops[key]
 
-    def _forward(self, space, config, num_classes, input_shape, options):
-        """The cache key of a config's compiled model and its uncompiled forward."""
+    def _own_shapes(self, space, config: dict, options: ScoreOptions) -> dict:
+        """The shapes of a config's own initial variables (cached; shape-only tracing)."""
+        import jax
+
+        num_classes, input_shape = options.resolve_io(space)
+        key = (space.name, canonical_json(config), num_classes, input_shape)
+        if key not in self._shapes:
+            module = space.build(config, num_classes=num_classes, input_shape=input_shape)
+            x = jax.ShapeDtypeStruct((1, *input_shape), np.float32)
+            self._shapes[key] = jax.eval_shape(module.init, jax.random.PRNGKey(0), x)
+        return self._shapes[key]
+
+    def _graph(self, space, num_classes: int, input_shape):
+        """The space's shared graph for these logits and input shape (built once), or None."""
+        key = (type(space), space.name, num_classes, tuple(input_shape))
+        if key not in self._graphs:
+            try:
+                self._graphs[key] = space.shared_graph(num_classes, input_shape)
+            except ValueError:  # no graph for this input (its own networks say why, if at all)
+                self._graphs[key] = None
+        return self._graphs[key]
+
+    def _route(self, space, config: dict, options: ScoreOptions, shared: bool) -> _Route:
+        """The path of a validated config: its space's shared graph if ``shared`` and the graph
+        holds it, else its own network."""
+        num_classes, input_shape = options.resolve_io(space)
         shapes = (tuple(input_shape), options.batch, options.bn, options.dtype, options.method)
-        shared = space.shared_graph(num_classes, input_shape) if self.shared_graphs else None
-        if shared is not None:
-            key = ("shared graph", space.name, num_classes, shapes)
-            return key, _forward(shared.module, options, shared)
+        io = dict(config=config, num_classes=num_classes, input_shape=input_shape)
+        graph = self._graph(space, num_classes, input_shape) if shared else None
+        if graph is not None:
+            try:
+                arch = graph.encode(config)
+            except ValueError:  # a config the graph does not hold (e.g. resnet's other stem)
+                graph = None
+        if graph is not None:
+            key = ("shared graph", type(space), space.name, num_classes, shapes)
+            forward = _forward(graph.module, options, graph)
+            return _Route(path="shared", key=key, forward=forward, arch=arch, **io)
         module = space.build(config, num_classes=num_classes, input_shape=input_shape)
         try:
             key = (type(module), module, shapes)
             hash(key)
         except TypeError:  # an unhashable module: fall back to the config itself
             key = (space.name, canonical_json(config), num_classes, shapes)
-        return key, _forward(module, options)
+        return _Route(path="own", key=key, forward=_forward(module, options), **io)
 
-    def _run(self, key, forward: _Forward, options: ScoreOptions, input_shape, config):
-        """Initializes, compiles on a cache miss, runs the kernel and reads its proxies."""
+    @staticmethod
+    def _inputs(options: ScoreOptions, input_shape):
+        import jax.numpy as jnp
+
+        from .. import data
+
+        batch = data.load_batch(options.data, options.batch, input_shape, options.seed)
+        return jnp.asarray(batch, _dtype(options))
+
+    def _initial(self, route: _Route, options: ScoreOptions, inputs) -> dict:
+        """The config's initial variables on its path, in the scoring dtype.
+
+        Own path: its network's ``init``, run eagerly (eager ops compile per shape, and the
+        candidates of a space share a handful of layer shapes; a jitted init would compile per
+        architecture). Shared path: the graph's ``init_own`` (compiled once per space); a graph
+        whose ``init`` holds every config's values (nb201) is initialized once per seed.
+        """
+        import jax
+
+        key = jax.random.PRNGKey(options.seed)
+        shared = route.forward.shared
+        if shared is None:
+            return _as_dtype(route.forward.init(key, inputs), _dtype(options))
+        if shared.init is None:
+            return _as_dtype(shared.init_own(key, inputs, route.config), _dtype(options))
+        memo = (route.key, options.seed, inputs.shape)
+        if memo not in self._shared_variables:
+            while len(self._shared_variables) >= _SHARED_VARIABLES:
+                self._shared_variables.pop(next(iter(self._shared_variables)))
+            variables = _as_dtype(shared.init(key, inputs), _dtype(options))
+            self._shared_variables[memo] = variables
+        return self._shared_variables[memo]
+
+    def _evaluate(self, route: _Route, variables: dict, inputs, options: ScoreOptions):
+        """``(compiled, cached, kernel (N, N, O, O) numpy, kernel seconds)``: compiles on a miss."""
         import jax
         import jax.numpy as jnp
 
-        from .. import data, proxies
-
-        dtype = jnp.float64 if options.float64 else jnp.float32
-        inputs = jnp.asarray(
-            data.load_batch(options.data, options.batch, input_shape, options.seed), dtype
-        )
-        compiled = self._models.get(key)
-        if compiled is not None:
-            self._models.move_to_end(key)
-            forward = compiled.forward
-        t0 = time.perf_counter()
-        variables = self._init(key, forward, options.seed, inputs, dtype)
         params = variables["params"]
         state = {k: v for k, v in variables.items() if k != "params"}
-        arch = ()
-        own_params = params
-        if forward.shared is not None:  # the config's own parameters are a slice of the shared
-            arch = (jnp.asarray(forward.shared.encode(config), dtype),)
-            own_params = forward.shared.select(variables, config)["params"]
-        n_params = sum(math.prod(p.shape) for p in jax.tree.leaves(own_params))
-        init_seconds = time.perf_counter() - t0
+        arch = () if route.arch is None else (jnp.asarray(route.arch, _dtype(options)),)
+        compiled = self._models.get(route.key)
         cached = compiled is not None
-        if not cached:
-            compiled = _compile(forward, options, params, state, inputs, arch)
-            self._models[key] = compiled
+        if cached:
+            self._models.move_to_end(route.key)
+        else:
+            compiled = _compile(route.forward, options, params, state, inputs, arch)
+            self._models[route.key] = compiled
             while len(self._models) > self.max_models:
                 self._models.popitem(last=False)
         t0 = time.perf_counter()
         kernel = np.asarray(jax.block_until_ready(compiled.kernel(params, state, inputs, *arch)))
-        kernel_seconds = time.perf_counter() - t0
-        kernel_proxies = proxies.kernel_proxies(kernel, n_params)
-        return compiled, cached, kernel_proxies, n_params, init_seconds, kernel_seconds
+        return compiled, cached, kernel, time.perf_counter() - t0
 
-    def _init(self, key, forward: _Forward, seed: int, inputs, dtype) -> dict:
-        """Initial variables in ``dtype``; a shared graph's are kept per seed (one fits all)."""
-        import jax
-        import jax.numpy as jnp
 
-        memo = (key, seed, inputs.shape, jnp.dtype(dtype).name)
-        if memo in self._shared_variables:
-            return self._shared_variables[memo]
-        variables = forward.init(jax.random.PRNGKey(seed), inputs)
-        variables = jax.tree.map(
-            lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, variables
-        )
-        if forward.shared is not None:
-            while len(self._shared_variables) >= _SHARED_VARIABLES:
-                self._shared_variables.pop(next(iter(self._shared_variables)))
-            self._shared_variables[memo] = variables
-        return variables
+def _dtype(options: ScoreOptions):
+    import jax.numpy as jnp
+
+    return jnp.float64 if options.float64 else jnp.float32
+
+
+def _as_dtype(variables: dict, dtype) -> dict:
+    """Floating leaves of ``variables`` in ``dtype`` (integer state is kept)."""
+    import jax
+    import jax.numpy as jnp
+
+    return jax.tree.map(
+        lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, variables
+    )
+
+
+def _count(params) -> int:
+    import jax
+
+    return sum(math.prod(p.shape) for p in jax.tree.leaves(params))
 
 
 def _forward(module, options: ScoreOptions, shared=None) -> _Forward:
@@ -301,9 +317,7 @@ def _forward(module, options: ScoreOptions, shared=None) -> _Forward:
             return out
 
         vmap_axes = None  # batch statistics couple the examples
-    # Eager init, on purpose: a jitted init compiles per architecture, while eager ops compile
-    # per shape, and candidates of one space share a handful of layer shapes.
-    init = module.init if shared is None else shared.init
+    init = module.init if shared is None else None  # a shared graph's: see Scorer._initial
     return _Forward(module=module, f=f, vmap_axes=vmap_axes, init=init, shared=shared)
 
 

@@ -73,7 +73,7 @@ def run_worker(job: Job, store, study, stopper, index: int = 0, bar=None) -> int
     obj = _objective.Objective(
         job.space,
         _objective.parse_objective(job.objective),
-        Scorer(),
+        Scorer(shared_graphs=True),
         job.options,
         job.max_params,
         on_fail=lambda n, reason: messages.append(f"trial {n} failed: {reason}"),

@@ -139,6 +139,7 @@ def test_score_record_and_its_stored_dict():
         "ntk_flops",
         "seconds",
         "compile_seconds",
+        "path",
         "batch",
         "data",
         "seed",
@@ -148,6 +149,7 @@ def test_score_record_and_its_stored_dict():
         "dtype",
     ]
     assert all(d[n] == s[n] for n in PROXIES)
+    assert d["path"] == s.path == "own"  # Scorer() compiles each config's own network
     # the space's defaults fill in what the options leave open
     assert (s.num_classes, s.input_shape, d["input_shape"]) == (3, (2, 2, 1), "2x2x1")
     with pytest.raises(KeyError):
