@@ -33,7 +33,7 @@ SHRUNK = {
     "resnet": (
         resnet,
         {"WIDTHS": (1, 2), "MAX_BLOCKS_PER_STAGE": 2},
-        (8, 8, 3),
+        (4, 4, 2),
         {"block": "basic", "depths": [1, 1, 1], "width": 1},
         {"block": "bottleneck", "depths": [2, 2, 2, 2], "width": 2},
     ),
@@ -163,10 +163,10 @@ def test_init_own_is_the_own_init_in_place(shrunk, config):
             np.testing.assert_array_equal(a, b)
     arch = (jnp.asarray(graph.encode(config), jnp.float64),)
     tidy = graph.embed(picked, config)
-    for train in (False, True) if space.has_batch_norm else (False,):
-        got = _kernel_fn(graph.module, _f64(variables), arch, train, "jacobian_contraction")(x)
-        want = _kernel_fn(graph.module, _f64(tidy), arch, train, "jacobian_contraction")(x)
-        _assert_close(got, want)
+    train = space.has_batch_norm  # batch statistics where there are any
+    got = _kernel_fn(graph.module, _f64(variables), arch, train, "jacobian_contraction")(x)
+    want = _kernel_fn(graph.module, _f64(tidy), arch, train, "jacobian_contraction")(x)
+    _assert_close(got, want)
 
 
 @pytest.mark.parametrize(
