@@ -50,14 +50,18 @@ def prefix_mask(size: int, active, dtype) -> jax.Array:
     return (jnp.arange(size) < active).astype(dtype)
 
 
-def scaled_init(distribution: str, variance, region) -> Callable:
-    """A Flax initializer: ``distribution`` with ``variance``, times ``region`` (0 outside).
+def scaled_init(distribution: str, variance, m_in=None, m_out=None, on=1.0) -> Callable:
+    """A Flax initializer: ``distribution`` at ``variance`` on the own entries, 0 elsewhere.
 
     Args:
       distribution: ``"normal"``, ``"truncated_normal"`` or ``"uniform"``, as
         ``jax.nn.initializers.variance_scaling`` draws them.
       variance: the candidate's own variance (e.g. ``gain / fan_in``), a traced scalar.
-      region: 0/1 array broadcastable to the parameter: where the candidate's own entries are.
+      m_in, m_out: 0/1 masks of the active inputs (the kernel's second-to-last axis) and outputs
+        (its last axis); None means all active.
+      on: 0 for a layer the candidate does not have.
+
+    The region is formed inside the initializer, so ``apply`` never computes it.
     """
 
     def init(key, shape, dtype=jnp.float32):
@@ -69,6 +73,11 @@ def scaled_init(distribution: str, variance, region) -> Callable:
             unit = jax.random.uniform(key, shape, dtype, -1.0, 1.0) * np.sqrt(3.0)
         else:
             raise ValueError(f"unknown distribution {distribution!r}")
+        region = on
+        if m_in is not None:
+            region = region * m_in[:, None]
+        if m_out is not None:
+            region = region * m_out
         return (unit * jnp.sqrt(variance) * region).astype(dtype)
 
     return init

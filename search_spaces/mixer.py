@@ -7,6 +7,9 @@ residual), a final LayerNorm, the mean over patches and a linear head. MLPs are 
 "tokens_mlp_dim": 256, "channels_mlp_dim": 2048}`` and Mixer-B/16 ``{16, 12, 768, 384, 3072}``,
 both in the space. The reference zero-initializes the head, which would leave only the head's
 block in the NTK at initialization; here it keeps Flax's default (LeCun normal).
+
+:class:`SharedMixer` is every Mixer of the space for one input size (``MixerSpace.shared_graph``,
+see :mod:`search_spaces._masked`): the largest Mixer with masks, one stem per patch size.
 """
 
 from __future__ import annotations
@@ -81,9 +84,9 @@ class MlpMixer(nn.Module):
 # --- the masked graph: every Mixer of the space as one module -------------------------------------
 
 
-def _lecun(fan_in, region):
+def _lecun(fan_in, m_in=None, m_out=None, on=1.0):
     """Flax's default Dense/Conv kernel init (LeCun truncated normal) at the candidate's fan-in."""
-    return scaled_init("truncated_normal", 1.0 / fan_in, region)
+    return scaled_init("truncated_normal", 1.0 / fan_in, m_in, m_out, on)
 
 
 class MaskedMlpBlock(nn.Module):
@@ -95,9 +98,9 @@ class MaskedMlpBlock(nn.Module):
     @nn.compact
     def __call__(self, x, masks, on):
         m_in, hidden, m_out = masks
-        init_0 = _lecun(jnp.sum(m_in), on * m_in[:, None] * hidden[None, :])
+        init_0 = _lecun(jnp.sum(m_in), m_in, hidden, on)
         y = nn.gelu(nn.Dense(self.mlp_dim, kernel_init=init_0)(x), approximate=False) * hidden
-        init_1 = _lecun(jnp.sum(hidden), on * hidden[:, None] * m_out[None, :])
+        init_1 = _lecun(jnp.sum(hidden), hidden, m_out, on)
         return nn.Dense(self.out_dim, kernel_init=init_1)(y) * m_out
 
 
@@ -156,7 +159,7 @@ class SharedMixer(nn.Module):
                 stems.append(jnp.zeros((n, max_tokens, max_hidden), x.dtype))
                 continue
             w = choice[PATCH_SIZES.index(p)]
-            init = _lecun(p * p * channels, w * hidden)
+            init = _lecun(p * p * channels, None, hidden, w)
             y = nn.Conv(
                 max_hidden,
                 (p, p),
@@ -176,7 +179,7 @@ class SharedMixer(nn.Module):
             x = gate(on, y, x)
         x = nn.LayerNorm(name="pre_head_layer_norm")(x, mask=hidden.astype(bool)[None, None, :])
         x = jnp.sum(x * (tokens[:, None] * hidden[None, :]), axis=1) / num_tokens
-        head_init = _lecun(hidden_dim, hidden[:, None])
+        head_init = _lecun(hidden_dim, hidden)
         return nn.Dense(self.num_classes, kernel_init=head_init, name="head")(x)
 
 
@@ -188,14 +191,18 @@ def _patch_sizes(height: int, width: int) -> tuple[int, ...]:
     return tuple(p for p in PATCH_SIZES if height % p == 0 and width % p == 0)
 
 
+def _check_patch(p: int, height: int, width: int) -> int:
+    if p not in _patch_sizes(height, width):
+        raise ValueError(
+            f"patch_size={p} does not divide the input {height}x{width}; allowed values: "
+            f"{list(_patch_sizes(height, width))}"
+        )
+    return p
+
+
 def _encoder(height: int, width: int):
     def encode(config: Config) -> np.ndarray:
-        p = config["patch_size"]
-        if p not in _patch_sizes(height, width):
-            raise ValueError(
-                f"patch_size={p} does not divide the input {height}x{width}; allowed values: "
-                f"{list(_patch_sizes(height, width))}"
-            )
+        p = _check_patch(config["patch_size"], height, width)
         return np.array(
             [
                 *np.eye(len(PATCH_SIZES))[PATCH_SIZES.index(p)],
@@ -255,12 +262,7 @@ class MixerSpace(SearchSpace):
     def build(self, config: Config, num_classes: int | None = None, input_shape=None):
         config = self.validate(config)
         num_classes, (height, width, _) = self.resolve_io(num_classes, input_shape)
-        p = config["patch_size"]
-        if height % p or width % p:
-            raise ValueError(
-                f"patch_size={p} does not divide the input {height}x{width}; allowed values: "
-                f"{[q for q in PATCH_SIZES if height % q == 0 and width % q == 0]}"
-            )
+        _check_patch(config["patch_size"], height, width)
         return MlpMixer(**config, num_classes=num_classes)
 
     def shared_graph(self, num_classes: int | None = None, input_shape=None) -> SharedGraph:

@@ -3,6 +3,9 @@
 The input is flattened, passes ``depth`` hidden Dense layers of ``width`` units with the activation,
 then a linear readout. Weights are normal with variance ``gain / fan_in`` (gain 2 for ReLU-like
 activations, 1 for bounded ones), so the signal neither dies nor blows up with depth; biases are 0.
+
+:class:`SharedMLP` is every MLP of the space at once (``MLPSpace.shared_graph``, see
+:mod:`search_spaces._masked`): the deepest, widest MLP with masks, the config an input array.
 """
 
 from __future__ import annotations
@@ -83,14 +86,13 @@ class SharedMLP(nn.Module):
         for i in range(self.max_depth):
             on = (i < depth).astype(arch.dtype)
             if i == 0:  # always active; its inputs are the pixels
-                variance, region = 1.0 / x.shape[-1], units[None, :]
+                init = scaled_init("normal", 1.0 / x.shape[-1], None, units)
             else:
-                variance, region = gain / width, on * units[:, None] * units[None, :]
-            init = scaled_init("normal", variance, region)
+                init = scaled_init("normal", gain / width, units, units, on)
             z = nn.Dense(self.max_width, kernel_init=init, name=f"dense_{i}")(x)
             y = mix(choice, [act(z) for act, _ in ACTIVATIONS.values()]) * units
             x = y if i == 0 else gate(on, y, x)
-        readout_init = scaled_init("normal", gain / width, units[:, None])
+        readout_init = scaled_init("normal", gain / width, units)
         return nn.Dense(self.num_classes, kernel_init=readout_init, name="readout")(x)
 
 

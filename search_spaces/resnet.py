@@ -12,6 +12,9 @@ stem and smaller ones the CIFAR stem. The search does not sample the stem: it be
 Shortcuts are identity, or conv1x1 + BN where the shape changes (projection shortcuts, torchvision's
 choice; the original CIFAR ResNets' zero-padding shortcut is not offered). Convs have no bias and
 use torchvision's init (Kaiming normal, fan-out); the head is a linear layer on the global average.
+
+:class:`SharedResNet` is every ResNet of the space at once (``ResNetSpace.shared_graph``, see
+:mod:`search_spaces._masked`): per block type, 4 stages of 9 blocks at width 64, with masks.
 """
 
 from __future__ import annotations
@@ -128,10 +131,8 @@ def _masked_conv(features, kernel, stride, masks, on, name=None):
     """
     m_in, m_out = masks
     variance = 2.0 / (kernel * kernel * jnp.sum(m_out))
-    region = on * m_in[:, None] * m_out[None, :]
-    return conv(
-        features, kernel, stride, kernel_init=scaled_init("normal", variance, region), name=name
-    )
+    init = scaled_init("normal", variance, m_in, m_out, on)
+    return conv(features, kernel, stride, kernel_init=init, name=name)
 
 
 def _bn_masked(train, x, mask, name=None):
@@ -212,7 +213,7 @@ class MaskedResNet(nn.Module):
         pad = [(0, 0), (0, pooled[-1].shape[-1] - pooled[-2].shape[-1])]
         x = gate(last_on, pooled[-1], jnp.pad(pooled[-2], pad))
         mask = gate(last_on, masks[-1], jnp.pad(masks[-2], pad[1]))
-        fc_init = scaled_init("uniform", 1.0 / (3.0 * jnp.sum(mask)), on_type * mask[:, None])
+        fc_init = scaled_init("uniform", 1.0 / (3.0 * jnp.sum(mask)), mask, None, on_type)
         return nn.Dense(self.num_classes, kernel_init=fc_init, name="fc")(x)
 
 
