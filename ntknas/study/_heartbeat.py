@@ -22,29 +22,35 @@ from optuna.storages import JournalStorage
 RUN_ATTR = "ntknas:run"  # system attribute: the run (one command's budget) a trial counts for
 WORKER_ATTR = "ntknas:worker"  # system attribute: "host:pid" of the process scoring the trial
 BEAT_ATTR = "ntknas:heartbeat"  # system attribute (journal only): time.time() of the last beat
-MAX_RETRY = 3  # a candidate that kills its worker this many times stays failed
+KILLS_ATTR = "ntknas:kills"  # system attribute: workers that died scoring these parameters
+POISON_ATTR = "ntknas:poison"  # system attribute: these parameters kill workers; never retried
 
 
-def retry_stale_trial(study, trial) -> None:
-    """Re-queues a trial whose worker died: a WAITING copy with the same parameters.
+def retry_stale_trial(study, trial, *, killed: bool = True) -> None:
+    """Re-queues a trial whose worker died or gave it up: a WAITING copy with the same parameters.
 
     The copy keeps the trial's run, so it replaces the dead trial in that run's budget, and
     records ``failed_trial`` (the first trial of the chain) and ``retry_history`` as Optuna's
     ``RetryFailedTrialCallback`` does. A trial that no run claimed is not retried (no budget counts
-    it), nor one already retried :data:`MAX_RETRY` times.
+    it).
+
+    Args:
+      study: the study.
+      trial: the failed ``FrozenTrial``.
+      killed: its worker died while scoring it (counted in ``ntknas:kills`` towards
+        :func:`fail_stale_trials`'s limit), rather than being stopped, losing its storage, or
+        dying before it drew the parameters.
     """
     import optuna
 
     attrs = dict(trial.system_attrs)
-    if RUN_ATTR not in attrs:
-        return
-    history = [*attrs.get("retry_history", []), trial.number]
-    if len(history) > MAX_RETRY:
+    if RUN_ATTR not in attrs or attrs.get(POISON_ATTR):
         return
     for key in (BEAT_ATTR, WORKER_ATTR):
         attrs.pop(key, None)
     attrs["failed_trial"] = attrs.get("failed_trial", trial.number)
-    attrs["retry_history"] = history
+    attrs["retry_history"] = [*attrs.get("retry_history", []), trial.number]
+    attrs[KILLS_ATTR] = attrs.get(KILLS_ATTR, 0) + int(killed)
     study.add_trial(
         optuna.create_trial(
             state=optuna.trial.TrialState.WAITING,
@@ -75,7 +81,7 @@ class HeartbeatJournalStorage(JournalStorage):
     def record_heartbeat(self, trial_id: int) -> None:
         self.set_trial_system_attr(trial_id, BEAT_ATTR, time.time())
 
-    def stale_trial_ids(self, study_id: int) -> list[int]:
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:  # as Optuna's RDBStorage
         """Running trials of the study whose last beat is older than ``grace`` seconds."""
         from optuna.trial import TrialState
 
@@ -109,36 +115,71 @@ def beat(storage, trial_id: int) -> None:
         storage.record_heartbeat(trial_id)
 
 
-def fail_stale_trials(study, storage) -> int:
-    """Fails the study's trials whose worker stopped beating, and re-queues them.
+def fail_stale_trials(study, storage, *, retries: int, claims_locked: bool = False) -> int:
+    """Fails the study's trials whose worker died, and re-queues them.
+
+    A trial is dead when its heartbeats stopped ``grace`` seconds ago, or when its claim never
+    finished (no ``ntknas:worker`` attribute: the worker died between creating the trial and its
+    first heartbeat). ``claims_locked``: the caller holds the study's claim lock, which every
+    claim holds from start to end, so an unfinished claim it sees is dead now; otherwise one is
+    dead when it started more than ``grace`` seconds ago.
+
+    A trial whose parameters have killed ``retries + 1`` workers is not retried: it is recorded as
+    FAIL with ``fail_reason`` "killed its worker N times" and the ``ntknas:poison`` attribute, and
+    :class:`PoisonGuard` refuses to score its config again.
 
     Returns:
       How many trials were failed.
     """
-    import warnings
+    import datetime
 
     import optuna
     from optuna.trial import TrialState
 
-    if heartbeat_interval(storage) is None:
-        return 0
     study_id = storage.get_study_id_from_name(study.study_name)
-    if not isinstance(storage, HeartbeatJournalStorage):
-        before = len(storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.FAIL,)))
-        with warnings.catch_warnings():  # "experimental" in Optuna: known
-            warnings.simplefilter("ignore")
-            optuna.storages.fail_stale_trials(study)  # calls retry_stale_trial per failed trial
-        after = len(storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.FAIL,)))
-        return after - before
+    grace = grace_period(storage)
+    stale = set(storage._get_stale_trial_ids(study_id)) if heartbeat_interval(storage) else set()
+    running = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
+    old = datetime.datetime.now() - datetime.timedelta(seconds=grace or 0)
+    unclaimed = {
+        storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        for t in running
+        if WORKER_ATTR not in t.system_attrs
+        and (claims_locked or (grace and t.datetime_start and t.datetime_start < old))
+    }
     failed = 0
-    for trial_id in storage.stale_trial_ids(study_id):
+    for trial_id in sorted(stale | unclaimed):
+        trial = storage.get_trial(trial_id)
+        killed = trial_id not in unclaimed
+        kills = trial.system_attrs.get(KILLS_ATTR, 0) + int(killed)
+        poison = killed and RUN_ATTR in trial.system_attrs and trial.params and kills > retries
         try:
+            if poison:  # recorded while the trial still runs: a finished one takes no attrs
+                storage.set_trial_user_attr(trial_id, "fail_reason", poison_reason(kills))
+                storage.set_trial_system_attr(trial_id, KILLS_ATTR, kills)
+                storage.set_trial_system_attr(trial_id, POISON_ATTR, True)
             storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:  # it finished after all
             continue
         failed += 1
-        retry_stale_trial(study, copy.deepcopy(storage.get_trial(trial_id)))
+        retry_stale_trial(study, copy.deepcopy(storage.get_trial(trial_id)), killed=killed)
     return failed
+
+
+def poison_reason(kills: int) -> str:
+    return f"killed its worker {kills} times"
+
+
+def poisoned_configs(storage, study_id: int) -> dict[str, str]:
+    """Configs (canonical JSON) whose trials were failed for killing their workers -> why."""
+    from optuna.trial import TrialState
+
+    failed = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.FAIL,))
+    return {
+        t.user_attrs["config"]: f"{t.user_attrs.get('fail_reason')} (trial {t.number})"
+        for t in failed
+        if t.system_attrs.get(POISON_ATTR) and "config" in t.user_attrs
+    }
 
 
 class HeartbeatThread:

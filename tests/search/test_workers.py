@@ -182,14 +182,16 @@ def test_journal_heartbeat_fails_and_requeues_a_silent_trial(tmp_path):
     )
     store.set_trial_system_attr(trial_id, _heartbeat.RUN_ATTR, "r")
     _heartbeat.beat(store, trial_id)
-    assert _heartbeat.fail_stale_trials(study, store) == 0  # it just beat
+    store.set_trial_system_attr(trial_id, _heartbeat.WORKER_ATTR, "me")  # the claim is done
+    assert _heartbeat.fail_stale_trials(study, store, retries=3) == 0  # it just beat
     time.sleep(2.5)
-    assert _heartbeat.fail_stale_trials(study, store) == 1
+    assert _heartbeat.fail_stale_trials(study, store, retries=3) == 1
     dead, retry = study.get_trials(deepcopy=False)
     assert dead.state.name == "FAIL" and retry.state.name == "WAITING"
     assert retry.params == {"x": x} and retry.system_attrs["failed_trial"] == dead.number
     assert retry.system_attrs[_heartbeat.RUN_ATTR] == "r"
-    assert _heartbeat.fail_stale_trials(study, store) == 0  # a waiting trial is not stale
+    assert retry.system_attrs[_heartbeat.KILLS_ATTR] == 1
+    assert _heartbeat.fail_stale_trials(study, store, retries=3) == 0  # waiting is not stale
 
 
 def test_unreachable_storage_is_a_clear_error_not_a_hang():
