@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 
-from . import _heartbeat
+from . import _heartbeat, _storage
 from ._job import Job, open_study, run_worker
 from ._ui import Progress, StopOnSigint, Terminated
 
@@ -106,6 +106,11 @@ def run_processes(job: Job, jobs: int, study, store, *, progress=False, console=
     procs = [start(i) for i in range(jobs)]
     restarts, reported = 0, set()
 
+    def done_so_far() -> int:  # waits out a database server's restart, as the workers do
+        return _storage.persistent(
+            lambda: finished_trials(store, study, job.run_id), job.storage, job.reconnect
+        )
+
     def signal_all(signum):
         for p in procs:
             if p.is_alive():
@@ -116,7 +121,7 @@ def run_processes(job: Job, jobs: int, study, store, *, progress=False, console=
         for i, p in enumerate(procs):
             if p.is_alive() or p.exitcode is None or p.exitcode >= 0 or p.pid in reported:
                 continue
-            done = finished_trials(store, study, job.run_id)
+            done = done_so_far()
             again = not stopper.requested and done < job.budget and restarts < job.budget
             print(
                 f"worker {i} (pid {p.pid}) ended with signal {-p.exitcode}; {done} of "
@@ -141,9 +146,9 @@ def run_processes(job: Job, jobs: int, study, store, *, progress=False, console=
                     p.join(timeout=POLL_SECONDS / len(procs))
                 replace_the_dead(stopper)
                 if progress:
-                    bar.advance_to(study, finished_trials(store, study, job.run_id))
+                    bar.advance_to(study, done_so_far())
             if progress:
-                bar.advance_to(study, finished_trials(store, study, job.run_id))
+                bar.advance_to(study, done_so_far())
     except KeyboardInterrupt:
         for p in procs:
             if p.is_alive():
@@ -155,7 +160,7 @@ def run_processes(job: Job, jobs: int, study, store, *, progress=False, console=
         for p in procs:  # each fails and re-queues its running trial, then exits
             p.join()
         raise
-    done = finished_trials(store, study, job.run_id)
+    done = done_so_far()
     for i, p in enumerate(procs):
         if p.exitcode not in (0, 130) and p.pid not in reported:
             how = f"signal {-p.exitcode}" if p.exitcode < 0 else f"exit code {p.exitcode}"

@@ -27,7 +27,7 @@ def search(
     heartbeat: int | None = _storage.DEFAULT_HEARTBEAT,
     grace: int | None = None,
     retries: int = _storage.DEFAULT_RETRIES,
-    reconnect: float = _storage.RECONNECT_SECONDS,
+    reconnect: float | None = None,
     **score_options: Any,
 ):
     """Training-free architecture search: Optuna proposes, the full O×O NTK scores.
@@ -66,7 +66,7 @@ def search(
       retries: a candidate whose scoring killed its worker is retried at most this many times;
         then it is a failed trial ("killed its worker N times") and is never scored again.
       reconnect: seconds a worker waits for a database server that went away (a restart) before
-        it gives up with ``ValueError``.
+        it gives up with ``ValueError`` (default :data:`~ntknas.study._storage.RECONNECT_SECONDS`).
       **score_options: fields of :class:`ntknas.scoring.ScoreOptions` (batch, data, num_classes,
         input_shape, bn, float64, method); ``bn`` defaults to :data:`DEFAULT_SEARCH_BN` here.
 
@@ -104,6 +104,7 @@ def search(
         raise ValueError(f"jobs must be a positive int, got {jobs!r}")
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise ValueError(f"retries must be a non-negative int, got {retries!r}")
+    reconnect = _storage.RECONNECT_SECONDS if reconnect is None else reconnect
     if not isinstance(reconnect, (int, float)) or not reconnect >= 0 or reconnect == float("inf"):
         raise ValueError(f"reconnect must be a finite number of seconds >= 0, got {reconnect!r}")
     kind = _storage.storage_kind(storage)
