@@ -130,3 +130,17 @@ class Poison(Tiny):
                 os.kill(os.getpid(), signal.SIGKILL)
             raise RuntimeError("this candidate would have killed its worker")
         return super().build(config, num_classes, input_shape)
+
+
+class SlowMinute(Slow):
+    """Slow(60) with no arguments, for the registry (``get_space`` takes none) of a CLI process."""
+
+    def __init__(self):
+        super().__init__(60)
+
+
+class SlowHalf(Slow):
+    """Slow(0.5) with no arguments, for the registry of a CLI process."""
+
+    def __init__(self):
+        super().__init__(0.5)

@@ -165,15 +165,15 @@ def test_sigterm_fails_and_requeues_the_running_trials_and_exits_143(kind, jobs,
     argv += ["--sampler", "random", "--no-progress", "--heartbeat", "1", "--grace", "3"]
     argv += ["--batch", "2", "--jobs", str(jobs)]
     code = (
-        "import sys, cli\nfrom search_spaces import register\nfrom tests.search._toys import Slow\n"
-        "register(type('Slow60', (Slow,), {'__init__': lambda self: Slow.__init__(self, 60)}))\n"
+        "import sys, cli\nfrom search_spaces import register\n"
+        "from tests.search._toys import SlowMinute\nregister(SlowMinute)\n"
         f"sys.exit(cli.main({argv!r}))\n"
     )
     proc = harness.python(code)
 
     def running_with_params():
         trials = harness.trials(url, "t")
-        running = [t for t in trials if t.state.name == "RUNNING" and t.params]
+        running = [t for t in trials if t.state.name == "RUNNING" and len(t.params) == 2]
         running = [t for t in running if _heartbeat.WORKER_ATTR in t.system_attrs]
         return running if len(running) == jobs else None
 
@@ -184,7 +184,8 @@ def test_sigterm_fails_and_requeues_the_running_trials_and_exits_143(kind, jobs,
     assert [s for s in err.splitlines() if s.strip()] == ["ntknas worker: terminated (SIGTERM)"]
     trials = harness.trials(url, "t")
     for dead in running:
-        assert trials[dead.number].state.name == "FAIL"
+        dead = trials[dead.number]
+        assert dead.state.name == "FAIL"
         (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == dead.number]
         assert retry.state.name == "WAITING" and retry.params == dead.params
         assert retry.system_attrs[_heartbeat.KILLS_ATTR] == 0  # not the candidate's fault
@@ -233,9 +234,9 @@ def test_a_server_down_past_the_bound_ends_each_worker_with_one_line(postgres_ur
     argv += ["--study", "d", "--sampler", "random", "--no-progress", "--heartbeat", "1"]
     argv += ["--grace", "3", "--batch", "2", "--jobs", "2"]
     code = (
-        "import sys, cli\nfrom search_spaces import register\nfrom tests.search._toys import Slow\n"
+        "import sys, cli\nfrom search_spaces import register\n"
+        "from tests.search._toys import SlowHalf\nregister(SlowHalf)\n"
         "from ntknas.study import _storage\n_storage.RECONNECT_SECONDS = 3\n"
-        "register(type('Slow1', (Slow,), {'__init__': lambda self: Slow.__init__(self, 0.5)}))\n"
         f"sys.exit(cli.main({argv!r}))\n"
     )
     proc = harness.python(code)
