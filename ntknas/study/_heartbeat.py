@@ -22,11 +22,11 @@ from optuna.storages import JournalStorage
 RUN_ATTR = "ntknas:run"  # system attribute: the run (one command's budget) a trial counts for
 WORKER_ATTR = "ntknas:worker"  # system attribute: "host:pid" of the process scoring the trial
 BEAT_ATTR = "ntknas:heartbeat"  # system attribute (journal only): time.time() of the last beat
-KILLS_ATTR = "ntknas:kills"  # system attribute: workers that died scoring these parameters
-POISON_ATTR = "ntknas:poison"  # system attribute: these parameters kill workers; never retried
+KILLED_ATTR = "ntknas:killed"  # system attribute: its worker died scoring it (no heartbeat)
+POISON_ATTR = "ntknas:poison"  # system attribute: its config kills workers; never retried
 
 
-def retry_stale_trial(study, trial, *, killed: bool = True) -> None:
+def retry_stale_trial(study, trial) -> None:
     """Re-queues a trial whose worker died or gave it up: a WAITING copy with the same parameters.
 
     The copy keeps the trial's run, so it replaces the dead trial in that run's budget, and
@@ -37,20 +37,16 @@ def retry_stale_trial(study, trial, *, killed: bool = True) -> None:
     Args:
       study: the study.
       trial: the failed ``FrozenTrial``.
-      killed: its worker died while scoring it (counted in ``ntknas:kills`` towards
-        :func:`fail_stale_trials`'s limit), rather than being stopped, losing its storage, or
-        dying before it drew the parameters.
     """
     import optuna
 
     attrs = dict(trial.system_attrs)
     if RUN_ATTR not in attrs or attrs.get(POISON_ATTR):
         return
-    for key in (BEAT_ATTR, WORKER_ATTR):
+    for key in (BEAT_ATTR, WORKER_ATTR, KILLED_ATTR):
         attrs.pop(key, None)
     attrs["failed_trial"] = attrs.get("failed_trial", trial.number)
     attrs["retry_history"] = [*attrs.get("retry_history", []), trial.number]
-    attrs[KILLS_ATTR] = attrs.get(KILLS_ATTR, 0) + int(killed)
     study.add_trial(
         optuna.create_trial(
             state=optuna.trial.TrialState.WAITING,
@@ -124,9 +120,11 @@ def fail_stale_trials(study, storage, *, retries: int, claims_locked: bool = Fal
     claim holds from start to end, so an unfinished claim it sees is dead now; otherwise one is
     dead when it started more than ``grace`` seconds ago.
 
-    A trial whose parameters have killed ``retries + 1`` workers is not retried: it is recorded as
-    FAIL with ``fail_reason`` "killed its worker N times" and the ``ntknas:poison`` attribute, and
-    :class:`PoisonGuard` refuses to score its config again.
+    A dead trial that had claimed and started its candidate is marked ``ntknas:killed``. When its
+    config (or, before the config was drawn, its retry chain) has now killed ``retries + 1``
+    workers, counting every trial of the study, it is not retried: it is recorded as FAIL with
+    ``fail_reason`` "killed its worker N times" and the ``ntknas:poison`` attribute, and
+    :class:`~ntknas.study._workers.PoisonGuard` refuses to score the config again.
 
     Returns:
       How many trials were failed.
@@ -151,23 +149,42 @@ def fail_stale_trials(study, storage, *, retries: int, claims_locked: bool = Fal
     for trial_id in sorted(stale | unclaimed):
         trial = storage.get_trial(trial_id)
         killed = trial_id not in unclaimed
-        kills = trial.system_attrs.get(KILLS_ATTR, 0) + int(killed)
-        poison = killed and RUN_ATTR in trial.system_attrs and trial.params and kills > retries
-        try:
-            if poison:  # recorded while the trial still runs: a finished one takes no attrs
-                storage.set_trial_user_attr(trial_id, "fail_reason", poison_reason(kills))
-                storage.set_trial_system_attr(trial_id, KILLS_ATTR, kills)
+        kills = 1 + _kills(storage, study_id, trial) if killed else 0
+        poison = RUN_ATTR in trial.system_attrs and bool(trial.params) and kills > retries
+        try:  # attributes first, while the trial still runs: a finished one takes none
+            if killed:
+                storage.set_trial_system_attr(trial_id, KILLED_ATTR, True)
+            if poison:
+                storage.set_trial_user_attr(
+                    trial_id, "fail_reason", f"killed its worker {kills} times"
+                )
                 storage.set_trial_system_attr(trial_id, POISON_ATTR, True)
             storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:  # it finished after all
             continue
         failed += 1
-        retry_stale_trial(study, copy.deepcopy(storage.get_trial(trial_id)), killed=killed)
+        if not poison:
+            retry_stale_trial(study, copy.deepcopy(storage.get_trial(trial_id)))
     return failed
 
 
-def poison_reason(kills: int) -> str:
-    return f"killed its worker {kills} times"
+def _kills(storage, study_id: int, trial) -> int:
+    """Earlier trials of the study killed while scoring ``trial``'s config (its retry chain's,
+    when it died before drawing one): the config's count, whichever worker drew it."""
+    from optuna.trial import TrialState
+
+    config = trial.user_attrs.get("config")
+    chain = trial.system_attrs.get("failed_trial", trial.number)
+    failed = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.FAIL,))
+    return sum(
+        bool(t.system_attrs.get(KILLED_ATTR))
+        and (
+            t.user_attrs.get("config") == config
+            if config is not None
+            else t.system_attrs.get("failed_trial", t.number) == chain
+        )
+        for t in failed
+    )
 
 
 def poisoned_configs(storage, study_id: int) -> dict[str, str]:

@@ -306,7 +306,7 @@ class Worker:
         except optuna.exceptions.UpdateFinishedTrialError:  # failed by a peer meanwhile
             return None
         if requeue and values is None:  # not the candidate's fault: another worker retries it
-            _heartbeat.retry_stale_trial(self.study, frozen, killed=False)
+            _heartbeat.retry_stale_trial(self.study, frozen)
         return frozen
 
     def _grid_exhausted(self) -> bool:

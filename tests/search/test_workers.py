@@ -148,7 +148,7 @@ def test_journal_heartbeat_fails_and_requeues_a_silent_trial(tmp_path):
     assert dead.state.name == "FAIL" and retry.state.name == "WAITING"
     assert retry.params == {"x": x} and retry.system_attrs["failed_trial"] == dead.number
     assert retry.system_attrs[_heartbeat.RUN_ATTR] == "r"
-    assert retry.system_attrs[_heartbeat.KILLS_ATTR] == 1
+    assert study.get_trials(deepcopy=False)[0].system_attrs[_heartbeat.KILLED_ATTR] is True
     assert _heartbeat.fail_stale_trials(study, store, retries=3) == 0  # waiting is not stale
 
 

@@ -38,14 +38,15 @@ def _chains(trials):
 
 def _assert_nothing_lost_or_counted_twice(trials):
     """Every trial is finished; every chain of a dead trial and its retries ends COMPLETE once, or
-    as poison (FAIL with "killed its worker"), or is a claim that never drew parameters."""
+    failed by its candidate (a ``fail_reason``: an error, or "killed its worker N times"), or is a
+    claim that never drew parameters."""
     assert not [t.number for t in trials if not t.state.is_finished()]
     for root, chain in _chains(trials).items():
         complete = [t for t in chain if t.state.name == "COMPLETE"]
         assert len(complete) <= 1, f"chain {root} counted twice: {[t.number for t in complete]}"
-        poisoned = any(t.system_attrs.get(_heartbeat.POISON_ATTR) for t in chain)
+        failed = "fail_reason" in chain[-1].user_attrs
         unclaimed = all(not t.params and _heartbeat.RUN_ATTR not in t.system_attrs for t in chain)
-        assert complete or poisoned or unclaimed, f"chain {root} lost: {chain}"
+        assert complete or failed or unclaimed, f"chain {root} lost: {chain}"
 
 
 def _snapshot(trials):
@@ -108,7 +109,8 @@ def test_a_trial_killed_in_any_phase_is_failed_and_retried_once(kind, phase, req
     else:
         (retry,) = retries
         assert retry.state.name == "COMPLETE" and retry.params == dead.params
-        assert retry.system_attrs[_heartbeat.KILLS_ATTR] == 1
+        assert trials[0].system_attrs[_heartbeat.KILLED_ATTR] is True
+        assert _heartbeat.KILLED_ATTR not in retry.system_attrs
         assert sorted(t.state.name for t in trials) == ["COMPLETE", "COMPLETE", "FAIL"]
 
 
@@ -141,11 +143,19 @@ def test_a_candidate_that_kills_every_worker_is_given_up_and_the_workers_go_on(t
     assert err.count("ended with signal 9") == 2 and "starting another" in err, err
     trials = harness.trials(url, "p")
     _assert_nothing_lost_or_counted_twice(trials)
+    assert len(_chains(trials)) == 4  # the budget: a dead trial and its retry count once
     poison = [t for t in trials if t.params == {"width": 8, "depth": 2}]
-    assert [t.state.name for t in poison] == ["FAIL", "FAIL"]  # the first try and one retry
-    assert poison[-1].user_attrs["fail_reason"] == "killed its worker 2 times"
-    assert poison[-1].system_attrs[_heartbeat.POISON_ATTR] is True
-    assert sorted(t.state.name for t in trials if t not in poison) == ["COMPLETE"] * 3
+    assert all(t.state.name == "FAIL" for t in poison)
+    # killed twice (a try and a retry, or two workers that drew it at once), then given up
+    killed = [t for t in poison if t.system_attrs.get(_heartbeat.KILLED_ATTR)]
+    assert len(killed) == 2
+    assert [t for t in poison if t.system_attrs.get(_heartbeat.POISON_ATTR)] == [killed[-1]]
+    assert killed[-1].user_attrs["fail_reason"] == "killed its worker 2 times"
+    for t in poison:  # drawn again, or its retry: refused, not scored
+        if t not in killed:
+            assert t.user_attrs["fail_reason"].startswith("PoisonedCandidate: not scored again")
+    others = [t for t in trials if t.params != {"width": 8, "depth": 2}]
+    assert all(t.state.name == "COMPLETE" for t in others) and others
     # drawn again, it is not scored (the scorer would raise here, not kill this process)
     store = _storage.open_storage(url)
     guard = _workers.PoisonGuard(None, store, store.get_study_id_from_name("p"))
@@ -188,7 +198,7 @@ def test_sigterm_fails_and_requeues_the_running_trials_and_exits_143(kind, jobs,
         assert dead.state.name == "FAIL"
         (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == dead.number]
         assert retry.state.name == "WAITING" and retry.params == dead.params
-        assert retry.system_attrs[_heartbeat.KILLS_ATTR] == 0  # not the candidate's fault
+        assert _heartbeat.KILLED_ATTR not in dead.system_attrs  # not the candidate's fault
     # the next run takes the re-queued trials first
     ntknas.search(Slow(0), 1, storage=url, study_name="t", sampler="random", heartbeat=1, batch=2)
     trials = harness.trials(url, "t")
