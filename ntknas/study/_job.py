@@ -53,12 +53,15 @@ def open_study(job: Job):
         "options": options_dict(job.options),
     }
     with quiet_optuna(), _storage.storage_errors(job.storage):
-        study = optuna.create_study(
-            storage=store,
-            study_name=job.study_name,
-            directions=[t.direction for t in targets],
-            load_if_exists=True,
-        )
+        try:  # loaded first: a journal records every create_study, even one that loads
+            study = optuna.load_study(study_name=job.study_name, storage=store)
+        except KeyError:
+            study = optuna.create_study(
+                storage=store,
+                study_name=job.study_name,
+                directions=[t.direction for t in targets],
+                load_if_exists=True,
+            )
         _check_resume(study, attrs, targets)
         for k, v in attrs.items():
             if study.user_attrs.get(k) != v:
