@@ -57,6 +57,15 @@ def retry_stale_trial(study, trial) -> None:
     )
 
 
+def chains(trials) -> dict[int, list]:
+    """Trials grouped by retry chain (a dead trial and its retries), keyed by the chain's first
+    trial number: a chain counts once in its run's budget."""
+    out: dict[int, list] = {}
+    for t in trials:
+        out.setdefault(t.system_attrs.get("failed_trial", t.number), []).append(t)
+    return out
+
+
 class HeartbeatJournalStorage(JournalStorage):
     """Optuna's journal-file storage with heartbeats kept as trial system attributes.
 

@@ -28,20 +28,12 @@ from ._harness import postgres_url, storage_url  # noqa: F401 (fixtures)
 FAST = dict(sampler="random", heartbeat=1, grace=2, batch=2)
 
 
-def _chains(trials):
-    """Trials grouped by the first trial of their retry chain."""
-    chains = {}
-    for t in trials:
-        chains.setdefault(t.system_attrs.get("failed_trial", t.number), []).append(t)
-    return chains
-
-
 def _assert_nothing_lost_or_counted_twice(trials):
     """Every trial is finished; every chain of a dead trial and its retries ends COMPLETE once, or
     failed by its candidate (a ``fail_reason``: an error, or "killed its worker N times"), or is a
     claim that never drew parameters."""
     assert not [t.number for t in trials if not t.state.is_finished()]
-    for root, chain in _chains(trials).items():
+    for root, chain in _heartbeat.chains(trials).items():
         complete = [t for t in chain if t.state.name == "COMPLETE"]
         assert len(complete) <= 1, f"chain {root} counted twice: {[t.number for t in complete]}"
         failed = "fail_reason" in chain[-1].user_attrs
@@ -79,7 +71,7 @@ PHASES = {
 
 @pytest.mark.parametrize(
     "kind, phase",
-    [("journal", p) for p in PHASES] + [("postgresql", "claim"), ("postgresql", "tell")],
+    [("journal", p) for p in PHASES] + [("postgresql", "tell")],
 )
 def test_a_trial_killed_in_any_phase_is_failed_and_retried_once(kind, phase, request, tmp_path):
     url = _url(kind, request, tmp_path)
@@ -143,7 +135,7 @@ def test_a_candidate_that_kills_every_worker_is_given_up_and_the_workers_go_on(t
     assert err.count("ended with signal 9") == 2 and "starting another" in err, err
     trials = harness.trials(url, "p")
     _assert_nothing_lost_or_counted_twice(trials)
-    assert len(_chains(trials)) == 4  # the budget: a dead trial and its retry count once
+    assert len(_heartbeat.chains(trials)) == 4  # the budget: a dead trial and its retry count once
     poison = [t for t in trials if t.params == {"width": 8, "depth": 2}]
     assert all(t.state.name == "FAIL" for t in poison)
     # killed twice (a try and a retry, or two workers that drew it at once), then given up
@@ -234,7 +226,7 @@ def test_workers_wait_out_a_postgresql_restart_and_finish_the_budget(postgres_ur
     assert proc.returncode == 0, err
     trials = harness.trials(postgres_url, "r")
     _assert_nothing_lost_or_counted_twice(trials)
-    chains = _chains(trials)
+    chains = _heartbeat.chains(trials)
     assert sum(any(t.state.name == "COMPLETE" for t in c) for c in chains.values()) == 6
 
 
