@@ -85,12 +85,9 @@ def test_a_killed_worker_has_its_trial_retried_and_nothing_is_lost(storage_url):
     # Six trials of a 4-config space in two processes: some configs are drawn twice (and must be
     # scored once). Each candidate waits 1.5 s after its draw, a window to SIGKILL a worker in
     # mid-trial once its parameters are stored (so the retry must carry the same parameters).
-    code = (
-        "import ntknas\nfrom tests.search._toys import Slow\n"
-        f"ntknas.search(Slow(1.5), 6, storage={storage_url!r}, study_name='kill', jobs=2,"
-        " sampler='random', heartbeat=1, grace=3, batch=2)\n"
+    parent = harness.search(
+        "Slow(1.5)", 6, storage_url, "kill", jobs=2, sampler="random", heartbeat=1, grace=3, batch=2
     )
-    parent = harness.python(code)
     store = None
     victim = None
     deadline = time.monotonic() + 120

@@ -32,6 +32,20 @@ def python(code: str, **popen):
     return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, text=True, **popen)
 
 
+def search(space: str, n_trials: int, url: str, study: str, before: str = "", **kwargs):
+    """``ntknas.search`` in a Python process: ``space`` is an expression over the toys of
+    ``tests.search._toys``, ``before`` code to run first (a fault to inject), ``kwargs`` the
+    search's keywords; ``env`` (if given) the process's environment."""
+    popen = {"env": kwargs.pop("env")} if "env" in kwargs else {}
+    args = "".join(f", {k}={v!r}" for k, v in kwargs.items())
+    return python(
+        "import os\nimport ntknas\nfrom tests.search._toys import *  # noqa: F403\n"
+        + before
+        + f"ntknas.search({space}, {n_trials}, storage={url!r}, study_name={study!r}{args})\n",
+        **popen,
+    )
+
+
 def cli(*argv, **popen):
     return python(f"import sys, cli; sys.exit(cli.main({list(argv)!r}))", **popen)
 

@@ -75,12 +75,7 @@ PHASES = {
 )
 def test_a_trial_killed_in_any_phase_is_failed_and_retried_once(kind, phase, request, tmp_path):
     url = _url(kind, request, tmp_path)
-    code = (
-        "import os\nimport ntknas\nfrom tests.search._toys import Tiny\n"
-        + PHASES[phase]
-        + f"ntknas.search(Tiny(), 1, storage={url!r}, study_name='s', **{FAST!r})\n"
-    )
-    proc = harness.python(code)
+    proc = harness.search("Tiny()", 1, url, "s", before=PHASES[phase], **FAST)
     _, err = proc.communicate(timeout=240)
     assert proc.returncode == 9, err
     store = _storage.open_storage(url, heartbeat=1, grace=2)
@@ -124,12 +119,19 @@ def test_an_unfinished_claim_is_failed_only_under_the_claim_lock_or_after_grace(
 def test_a_candidate_that_kills_every_worker_is_given_up_and_the_workers_go_on(tmp_path):
     url = f"journal:{tmp_path / 'p.log'}"
     # the 4 configs of the space once each (grid); one of them kills its process when scored
-    code = (
-        "import ntknas\nfrom tests.search._toys import Poison\n"
-        f"ntknas.search(Poison(), 4, storage={url!r}, study_name='p', jobs=2, retries=1,"
-        " sampler='grid', heartbeat=1, grace=2, batch=2)\n"
+    proc = harness.search(
+        "Poison()",
+        4,
+        url,
+        "p",
+        jobs=2,
+        retries=1,
+        sampler="grid",
+        heartbeat=1,
+        grace=2,
+        batch=2,
+        env=harness.env(NTKNAS_TEST_KILL="1"),
     )
-    proc = harness.python(code, env=harness.env(NTKNAS_TEST_KILL="1"))
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert err.count("ended with signal 9") == 2 and "starting another" in err, err
@@ -209,12 +211,9 @@ def _server(action: str) -> None:
 
 
 def test_workers_wait_out_a_postgresql_restart_and_finish_the_budget(postgres_url):  # noqa: F811
-    code = (
-        "import ntknas\nfrom tests.search._toys import Slow\n"
-        f"ntknas.search(Slow(0.5), 6, storage={postgres_url!r}, study_name='r', jobs=3,"
-        " sampler='random', heartbeat=1, grace=3, batch=2)\n"
+    proc = harness.search(
+        "Slow(0.5)", 6, postgres_url, "r", jobs=3, sampler="random", heartbeat=1, grace=3, batch=2
     )
-    proc = harness.python(code)
     harness.wait_for(
         lambda: sum(t.state.name == "COMPLETE" for t in harness.trials(postgres_url, "r")) >= 2,
         "two complete trials",
