@@ -3,7 +3,10 @@
 A running trial is refreshed every ``heartbeat`` seconds by a thread of the worker scoring it.
 When a worker is killed (SIGKILL, out of memory, a preempted machine), the heartbeats stop; after
 ``grace`` seconds another worker marks the trial FAIL and re-queues it as a WAITING trial with the
-same parameters (:func:`retry_stale_trial`), which the next free worker runs.
+same parameters (:func:`retry_stale_trial`), which the next free worker runs. A worker killed
+between creating its trial and its first heartbeat leaves a claim that never finished; it is failed
+at once by the next worker that holds the claim lock. A config that kills its worker every time is
+given up after ``retries`` retries ("killed its worker N times") and never scored again.
 
 RDB storages use Optuna's own heartbeat table (server time, so machines need not agree on the
 clock). Optuna's journal storage has no heartbeat, so :class:`HeartbeatJournalStorage` records one
