@@ -426,6 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ntknas.study import Terminated
+
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -440,11 +442,18 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except (UsageError, ValueError) as e:  # the library raises ValueError for bad input only
         msg = " ".join(str(e).split())
+        if getattr(args, "storage", None):  # a password in --storage never reaches the terminal
+            from ntknas.study import mask_text
+
+            msg = mask_text(msg, args.storage)
         print(f"ntknas {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Terminated as e:  # SIGTERM: running trials were failed and queued for another worker
+        print(f"ntknas {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        return e.exit_code
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@
 # temporary folder on a free port, creates the role `ntknas` (may create databases: every test
 # makes its own) and the database `ntknas`, and exports
 #   NTKNAS_TEST_POSTGRES_URL=postgresql://ntknas@127.0.0.1:PORT/ntknas
+# and, for the test that restarts the server under running workers (tests/study/test_faults.py),
+#   NTKNAS_TEST_POSTGRES_STOP and NTKNAS_TEST_POSTGRES_START (shell commands).
 # The server stops when the sourcing shell exits. Locally: `source .ci/postgres.sh`.
 
 _ntknas_pg_start() {
@@ -25,13 +27,14 @@ _ntknas_pg_start() {
     run=(runuser -u postgres --)
   fi
   "${run[@]}" "$bin/initdb" -D "$dir/data" -A trust -U postgres >"$dir/initdb.log"
-  "${run[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -o \
-    "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" start \
-    >/dev/null
+  local opts="-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off"
+  "${run[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -o "$opts" start >/dev/null
   "$bin/psql" -q -h 127.0.0.1 -p "$port" -U postgres -d postgres \
     -c "CREATE ROLE ntknas LOGIN CREATEDB" -c "CREATE DATABASE ntknas OWNER ntknas"
   export NTKNAS_TEST_POSTGRES_URL="postgresql://ntknas@127.0.0.1:$port/ntknas"
   NTKNAS_PG_STOP=("${run[@]}" "$bin/pg_ctl" -D "$dir/data" -m fast stop)
+  export NTKNAS_TEST_POSTGRES_STOP="${run[*]} $bin/pg_ctl -D $dir/data -m fast -w stop"
+  export NTKNAS_TEST_POSTGRES_START="${run[*]} $bin/pg_ctl -D $dir/data -l $dir/server.log -w -o '$opts' start"
   NTKNAS_PG_DIR="$dir"
   trap '"${NTKNAS_PG_STOP[@]}" >/dev/null 2>&1 || true; rm -rf "$NTKNAS_PG_DIR"' EXIT
   # the driver Optuna's RDBStorage needs for postgresql:// URLs

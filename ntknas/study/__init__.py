@@ -22,6 +22,10 @@ from ._samplers import grid_search_space as grid_search_space
 from ._samplers import sampler_names as sampler_names
 from ._spaces import space_summaries as space_summaries
 from ._storage import DEFAULT_HEARTBEAT as DEFAULT_HEARTBEAT
+from ._storage import DEFAULT_RETRIES as DEFAULT_RETRIES
 from ._storage import DEFAULT_STORAGE as DEFAULT_STORAGE
 from ._storage import load_study as load_study
+from ._storage import mask_text as mask_text
+from ._storage import mask_url as mask_url
 from ._storage import open_storage as open_storage
+from ._ui import Terminated as Terminated

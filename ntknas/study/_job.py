@@ -27,6 +27,8 @@ class Job:
     run_id: str
     budget: int
     salted: bool  # several workers: give each its own sampler seed
+    retries: int = _storage.DEFAULT_RETRIES  # of a candidate that killed its worker
+    reconnect: float = _storage.RECONNECT_SECONDS  # waiting for a database server that went away
 
 
 def open_study(job: Job):
@@ -34,6 +36,10 @@ def open_study(job: Job):
 
     Returns:
       (storage, study).
+
+    Raises:
+      ValueError: a bad or failing storage (one line, the URL masked), or a study of that name
+        that was run with other settings.
     """
     import optuna
 
@@ -46,34 +52,38 @@ def open_study(job: Job):
         "objective": job.objective,
         "options": options_dict(job.options),
     }
-    with quiet_optuna():
-        study = optuna.create_study(
-            storage=store,
-            study_name=job.study_name,
-            directions=[t.direction for t in targets],
-            load_if_exists=True,
-        )
-    _check_resume(study, attrs, targets)
-    for k, v in attrs.items():
-        if study.user_attrs.get(k) != v:
-            study.set_user_attr(k, v)
+    with quiet_optuna(), _storage.storage_errors(job.storage):
+        try:  # loaded first: a journal records every create_study, even one that loads
+            study = optuna.load_study(study_name=job.study_name, storage=store)
+        except KeyError:
+            study = optuna.create_study(
+                storage=store,
+                study_name=job.study_name,
+                directions=[t.direction for t in targets],
+                load_if_exists=True,
+            )
+        _check_resume(study, attrs, targets)
+        for k, v in attrs.items():
+            if study.user_attrs.get(k) != v:
+                study.set_user_attr(k, v)
     return store, study
 
 
 def run_worker(job: Job, store, study, stopper, index: int = 0, bar=None) -> int:
     """One worker: its sampler, its scorer, trials until the run's budget is met."""
     from ..scoring import Scorer
-    from ._workers import Worker, sampler_seed  # imports optuna
+    from ._workers import PoisonGuard, Worker, sampler_seed  # imports optuna
 
     salt = f"{job.run_id}:{index}" if job.salted else ""
-    with quiet_optuna():
+    with quiet_optuna(), _storage.storage_errors(job.storage):
         seed = sampler_seed(job.seed, len(study.get_trials(deepcopy=False)), salt)
         study.sampler = _samplers.make_sampler(job.sampler, job.space, seed)
+        study_id = store.get_study_id_from_name(study.study_name)
     messages: list[str] = []
     obj = _objective.Objective(
         job.space,
         _objective.parse_objective(job.objective),
-        Scorer(shared_graphs=True),
+        PoisonGuard(Scorer(shared_graphs=True), store, study_id),
         job.options,
         job.max_params,
         on_fail=lambda n, reason: messages.append(f"trial {n} failed: {reason}"),
@@ -85,7 +95,18 @@ def run_worker(job: Job, store, study, stopper, index: int = 0, bar=None) -> int
         else:
             messages.clear()
 
-    worker = Worker(study, store, job.storage, obj, job.run_id, job.budget, stopper, on_trial)
+    worker = Worker(
+        study,
+        store,
+        job.storage,
+        obj,
+        job.run_id,
+        job.budget,
+        stopper,
+        on_trial,
+        retries=job.retries,
+        reconnect=job.reconnect,
+    )
     with quiet_optuna():
         return worker.run()
 

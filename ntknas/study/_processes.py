@@ -14,9 +14,9 @@ import signal
 import subprocess
 import sys
 
-from . import _heartbeat
+from . import _heartbeat, _storage
 from ._job import Job, open_study, run_worker
-from ._ui import Progress, StopOnSigint
+from ._ui import Progress, StopOnSigint, Terminated
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,38 +83,72 @@ def run_processes(job: Job, jobs: int, study, store, *, progress=False, console=
     """Runs ``job`` in ``jobs`` processes and waits for them.
 
     The first Ctrl-C is passed on to every worker (each stops after its running candidate); a
-    second one terminates them (their running trials are failed and retried by the next run).
+    second one terminates them (their running trials are failed and re-queued for the next run).
+    SIGTERM is passed on to every worker (each fails and re-queues its running trial), then
+    :class:`Terminated` is raised here. A worker killed by a signal (out of memory, a candidate
+    that crashes its process) is replaced while the run's budget is not met, at most ``budget``
+    times; one that exits with an error (code 2: its storage failed for good) is not.
 
     Returns:
-      The workers' exit codes (negative: killed by that signal).
+      The exit code of each worker slot's last process (negative: killed by that signal).
     """
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
-    procs = []
-    for i, place in enumerate(plan(jobs)):
-        with _environ(place.env):  # read by the child's OpenBLAS and CUDA when they load
-            p = ctx.Process(target=_child, args=(job, i, place.cpus), name=f"ntknas-worker-{i}")
-            p.start()
-        procs.append(p)
+    places = plan(jobs)
 
-    def forward_sigint():
+    def start(i: int):
+        with _environ(places[i].env):  # read by the child's OpenBLAS and CUDA when they load
+            p = ctx.Process(target=_child, args=(job, i, places[i].cpus), name=f"ntknas-worker-{i}")
+            p.start()
+        return p
+
+    procs = [start(i) for i in range(jobs)]
+    restarts, reported = 0, set()
+
+    def done_so_far() -> int:  # waits out a database server's restart, as the workers do
+        return _storage.persistent(
+            lambda: finished_trials(store, study, job.run_id), job.storage, job.reconnect
+        )
+
+    def signal_all(signum):
         for p in procs:
             if p.is_alive():
-                os.kill(p.pid, signal.SIGINT)
+                os.kill(p.pid, signum)
+
+    def replace_the_dead(stopper) -> None:
+        nonlocal restarts
+        for i, p in enumerate(procs):
+            if p.is_alive() or p.exitcode is None or p.exitcode >= 0 or p.pid in reported:
+                continue
+            done = done_so_far()
+            again = not stopper.requested and done < job.budget and restarts < job.budget
+            print(
+                f"worker {i} (pid {p.pid}) ended with signal {-p.exitcode}; {done} of "
+                f"{job.budget} trials done" + ("; starting another" if again else ""),
+                file=sys.stderr,
+            )
+            reported.add(p.pid)
+            if again:
+                procs[i] = start(i)
+                restarts += 1
 
     try:
         with (
-            StopOnSigint(on_first=forward_sigint),
+            StopOnSigint(
+                on_first=lambda: signal_all(signal.SIGINT),
+                on_term=lambda: signal_all(signal.SIGTERM),
+            ) as stopper,
             Progress(progress, job.budget, console) as bar,
         ):
             while any(p.is_alive() for p in procs):
                 for p in procs:
                     p.join(timeout=POLL_SECONDS / len(procs))
+                replace_the_dead(stopper)
                 if progress:
-                    bar.advance_to(study, finished_trials(store, study, job.run_id))
+                    bar.advance_to(study, done_so_far())
             if progress:
-                bar.advance_to(study, finished_trials(store, study, job.run_id))
+                bar.advance_to(study, done_so_far())
     except KeyboardInterrupt:
         for p in procs:
             if p.is_alive():
@@ -122,9 +156,13 @@ def run_processes(job: Job, jobs: int, study, store, *, progress=False, console=
         for p in procs:
             p.join()
         raise
-    done = finished_trials(store, study, job.run_id)
+    except Terminated:
+        for p in procs:  # each fails and re-queues its running trial, then exits
+            p.join()
+        raise
+    done = done_so_far()
     for i, p in enumerate(procs):
-        if p.exitcode not in (0, 130):
+        if p.exitcode not in (0, 130) and p.pid not in reported:
             how = f"signal {-p.exitcode}" if p.exitcode < 0 else f"exit code {p.exitcode}"
             print(
                 f"worker {i} (pid {p.pid}) ended with {how}; {done} of {job.budget} trials done",
@@ -146,16 +184,22 @@ def finished_trials(store, study, run_id: str) -> int:
 
 def _child(job: Job, index: int, cpus: tuple[int, ...] | None) -> None:
     """A worker process: pinned to its cores, in its own process group (Ctrl-C reaches the
-    parent, which passes one on), then the same loop as a single-process search."""
+    parent, which passes one on), then the same loop as a single-process search. A storage that
+    fails for good is one line on stderr and exit code 2."""
     os.setpgid(0, 0)
     if cpus:
         os.sched_setaffinity(0, cpus)
     try:
-        store, study = open_study(job)
         with StopOnSigint(announce=False) as stopper:
+            store, study = open_study(job)
             run_worker(job, store, study, stopper, index=index)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Terminated:
+        sys.exit(Terminated.exit_code)
+    except ValueError as e:
+        print(f"worker {index} (pid {os.getpid()}): error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 class _environ:

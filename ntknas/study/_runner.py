@@ -26,6 +26,8 @@ def search(
     jobs: int = 1,
     heartbeat: int | None = _storage.DEFAULT_HEARTBEAT,
     grace: int | None = None,
+    retries: int = _storage.DEFAULT_RETRIES,
+    reconnect: float | None = None,
     **score_options: Any,
 ):
     """Training-free architecture search: Optuna proposes, the full O×O NTK scores.
@@ -61,6 +63,10 @@ def search(
       heartbeat: seconds between heartbeats of a running trial (None: none). A trial without
         one for ``grace`` seconds is failed and retried by another worker.
       grace: seconds (default ``4 * heartbeat``).
+      retries: a candidate whose scoring killed its worker is retried at most this many times;
+        then it is a failed trial ("killed its worker N times") and is never scored again.
+      reconnect: seconds a worker waits for a database server that went away (a restart) before
+        it gives up with ``ValueError`` (default :data:`~ntknas.study._storage.RECONNECT_SECONDS`).
       **score_options: fields of :class:`ntknas.scoring.ScoreOptions` (batch, data, num_classes,
         input_shape, bn, float64, method); ``bn`` defaults to :data:`DEFAULT_SEARCH_BN` here.
 
@@ -68,10 +74,14 @@ def search(
       The ``optuna.Study``.
 
     Raises:
-      ValueError: unknown space, proxy, direction or sampler; a bad or unreachable storage; a
-        study that exists with another space, objective or scoring options; ``jobs > 1`` on a
-        storage other processes cannot share.
-      KeyboardInterrupt: on a second Ctrl-C (the study keeps every finished trial).
+      ValueError: unknown space, proxy, direction or sampler; a bad or unreachable storage, or
+        one that fails for good while the search runs (a full or read-only disk, a server down
+        for longer than ``reconnect``); a study that exists with another space, objective or
+        scoring options; ``jobs > 1`` on a storage other processes cannot share. A password in
+        the storage URL is shown as ``***``.
+      KeyboardInterrupt: on a second Ctrl-C (the study keeps every finished trial; the running
+        one is failed and re-queued).
+      Terminated: on SIGTERM (likewise).
 
     Example:
       >>> study = ntknas.search("nb201", n_trials=50, objective="ntk_cond:min,params:min")
@@ -84,12 +94,19 @@ def search(
     space = space if isinstance(space, SearchSpace) else get_space(space)
     targets = _objective.parse_objective(objective)
     options = ScoreOptions(seed=seed, **{"bn": _objective.DEFAULT_SEARCH_BN, **score_options})
-    if not isinstance(n_trials, int) or n_trials < 0:
+    if not isinstance(n_trials, int) or isinstance(n_trials, bool) or n_trials < 0:
         raise ValueError(f"n_trials must be a non-negative int, got {n_trials!r}")
-    if max_params is not None and (not isinstance(max_params, int) or max_params < 1):
+    if max_params is not None and (
+        not isinstance(max_params, int) or isinstance(max_params, bool) or max_params < 1
+    ):
         raise ValueError(f"max_params must be a positive int, got {max_params!r}")
-    if not isinstance(jobs, int) or jobs < 1:
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise ValueError(f"jobs must be a positive int, got {jobs!r}")
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+        raise ValueError(f"retries must be a non-negative int, got {retries!r}")
+    reconnect = _storage.RECONNECT_SECONDS if reconnect is None else reconnect
+    if not isinstance(reconnect, (int, float)) or not reconnect >= 0 or reconnect == float("inf"):
+        raise ValueError(f"reconnect must be a finite number of seconds >= 0, got {reconnect!r}")
     kind = _storage.storage_kind(storage)
     if jobs > 1 and kind in ("memory", "sqlite"):
         raise ValueError(
@@ -114,6 +131,8 @@ def search(
         run_id=uuid.uuid4().hex,
         budget=n_trials,
         salted=jobs > 1 or kind not in ("memory", "sqlite"),
+        retries=retries,
+        reconnect=float(reconnect),
     )
     store, study = open_study(job)
     if jobs > 1:

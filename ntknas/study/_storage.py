@@ -13,18 +13,51 @@ Which storage when:
 Persistent storages get heartbeats: a worker that dies mid-candidate leaves no trial RUNNING
 forever; after ``grace`` seconds without a heartbeat the trial is failed and re-queued
 (:mod:`ntknas.study._heartbeat`).
+
+Secrets: a password in a URL (``postgresql://user:PASSWORD@host/db``) is shown as ``***`` in
+every message (:func:`mask_url`); better still, leave it out of the URL and let the driver read
+it from ``PGPASSWORD`` or ``~/.pgpass``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import time
 import warnings
 
 DEFAULT_STORAGE = "sqlite:///ntknas.db"
 DEFAULT_HEARTBEAT = 15  # seconds between heartbeats of a running trial
+DEFAULT_RETRIES = 3  # a candidate that killed its worker is retried at most this many times
 CONNECT_TIMEOUT = 5  # seconds to reach a database server before giving up
 
+RECONNECT_SECONDS = 60  # how long a worker retries a database server that went away
 JOURNAL_PREFIX = "journal:"
+_USERINFO = re.compile(r"^([A-Za-z][\w+.-]*://[^:@/]*:)(.*)@")  # greedy: the last @ ends it
+_QUERY_SECRET = re.compile(r"(?i)([?&](?:password|passwd|pwd)=)([^&]*)")
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password shown as ``***``: ``postgresql://user:***@host/db`` (also a
+    ``?password=`` query parameter). Every message that names a storage goes through this."""
+    url = _USERINFO.sub(r"\1***@", url)
+    return _QUERY_SECRET.sub(r"\1***", url)
+
+
+def mask_text(text: str, url: str) -> str:
+    """``text`` (an error message, say) with ``url`` and its password masked wherever they
+    appear, percent-encoded or not."""
+    from urllib.parse import unquote
+
+    secrets = [m.group(2) for m in (_USERINFO.match(url),) if m]
+    secrets += [m.group(2) for m in _QUERY_SECRET.finditer(url)]
+    text = text.replace(url, mask_url(url))
+    for secret in secrets:
+        for s in {secret, unquote(secret)}:
+            if s and s != "***":
+                text = text.replace(s, "***")
+    return text
 
 
 def storage_kind(url: str) -> str:
@@ -35,8 +68,8 @@ def storage_kind(url: str) -> str:
         return "journal"
     if "://" not in url:
         raise ValueError(
-            f"storage {url!r} is not a URL; use e.g. sqlite:///ntknas.db, journal:ntknas.log "
-            "or postgresql://user@host/db"
+            f"storage {mask_url(url)!r} is not a URL; use e.g. sqlite:///ntknas.db, "
+            "journal:ntknas.log or postgresql://user@host/db"
         )
     return url.split("://", 1)[0].split("+", 1)[0]
 
@@ -102,9 +135,11 @@ def open_storage(
             return optuna.storages.RDBStorage(rdb_url, engine_kwargs=engine_kwargs, **kwargs)
     except ModuleNotFoundError as e:
         hint = " (pip install psycopg2-binary)" if kind == "postgresql" else ""
-        raise ValueError(f"cannot open storage {url!r}: no driver {e.name!r}{hint}") from None
+        raise ValueError(
+            f"cannot open storage {mask_url(url)!r}: no driver {e.name!r}{hint}"
+        ) from None
     except Exception as e:  # sqlalchemy/driver errors vary by backend: report them in one line
-        raise ValueError(f"cannot open storage {url!r}: {_first_line(e)}") from None
+        raise ValueError(f"cannot open storage {mask_url(url)!r}: {_first_line(e, url)}") from None
 
 
 def _with_postgres_driver(url: str) -> str:
@@ -118,7 +153,7 @@ def _with_postgres_driver(url: str) -> str:
         if importlib.util.find_spec(module) is not None:
             return f"postgresql+{module}://" + url[len("postgresql://") :]
     raise ValueError(
-        f"cannot open storage {url!r}: no PostgreSQL driver (pip install psycopg2-binary)"
+        f"cannot open storage {mask_url(url)!r}: no PostgreSQL driver (pip install psycopg2-binary)"
     )
 
 
@@ -127,9 +162,9 @@ def _check_sqlite_path(url: str, must_exist: bool) -> None:
     if path and path != ":memory:":
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
-            raise ValueError(f"storage {url!r}: directory {folder} does not exist")
+            raise ValueError(f"storage {mask_url(url)!r}: directory {folder} does not exist")
         if must_exist and not os.path.exists(path):
-            raise ValueError(f"storage {url!r}: no such file {path}")
+            raise ValueError(f"storage {mask_url(url)!r}: no such file {path}")
 
 
 def _open_journal(url: str, must_exist: bool, heartbeat: int | None, grace: int | None):
@@ -145,8 +180,8 @@ def _open_journal(url: str, must_exist: bool, heartbeat: int | None, grace: int 
         raise ValueError(f"storage {url!r}: no such file {path}")
     try:
         return HeartbeatJournalStorage(path, heartbeat=heartbeat, grace=grace)
-    except Exception as e:  # a file that is not a journal
-        raise ValueError(f"cannot open storage {url!r}: {_first_line(e)}") from None
+    except Exception as e:  # a file that is not a journal, or one we may not create
+        raise ValueError(f"cannot open storage {url!r}: {_first_line(e, url)}") from None
 
 
 def _stale_callback_arg() -> str:
@@ -161,8 +196,86 @@ def _stale_callback_arg() -> str:
     return "failed_trial_callback"
 
 
-def _first_line(e: BaseException) -> str:
-    return " ".join(str(e).split("\n")[0].split())[:200] or type(e).__name__
+def _first_line(e: BaseException, url: str = "") -> str:
+    text = " ".join(str(e).split("\n")[0].split())
+    text = mask_text(text, url) if url else text
+    return text[:200] or type(e).__name__
+
+
+# --- a storage that fails while a search runs ------------------------------------------------
+
+
+def is_storage_error(e: BaseException) -> bool:
+    """An error of the storage itself (a lost server, a full or read-only disk), not of a
+    candidate: Optuna's wrapped database errors, SQLAlchemy's and the file system's."""
+    import optuna
+
+    if isinstance(e, (OSError, optuna.exceptions.StorageInternalError)):
+        return True
+    try:
+        import sqlalchemy.exc
+    except ModuleNotFoundError:
+        return False
+    return isinstance(e, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError))
+
+
+def caused_by_storage(e: BaseException) -> bool:
+    """``e`` or an exception it was raised from is a storage error."""
+    seen = 0
+    while e is not None and seen < 20:
+        if is_storage_error(e):
+            return True
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return False
+
+
+def persistent(
+    fn, url: str, bound: float = RECONNECT_SECONDS, *, sleep=time.sleep, clock=time.monotonic
+):
+    """``fn()``, retried with backoff while a database server is unreachable.
+
+    A server (PostgreSQL, MySQL) that restarts comes back within seconds: ``fn`` is retried after
+    0.5, 1, 2, 4, then every 5 seconds, for ``bound`` seconds in all. A file storage's error (a
+    read-only directory, a full disk) does not pass with time and is reported at once.
+
+    Raises:
+      ValueError: the storage failed for good; one line naming the (masked) URL and the reason.
+    """
+    retry = storage_kind(url) not in ("memory", "journal", "sqlite")
+    start, wait = clock(), 0.5
+    while True:
+        try:
+            return fn()
+        except Exception as e:
+            if not is_storage_error(e):
+                raise
+            waited = clock() - start
+            if not retry or waited + wait > bound:
+                how = f"unreachable for {waited:.0f} s" if retry else "failed"
+                raise storage_failure(e, url, how) from None
+            sleep(wait)
+            wait = min(2 * wait, 5.0)
+
+
+def storage_failure(e: BaseException, url: str, how: str = "failed") -> ValueError:
+    """The one-line error for storage error ``e``: the masked URL and the driver's or the OS's
+    reason (the innermost cause, under Optuna's and SQLAlchemy's wrappers)."""
+    while e.__cause__ is not None:
+        e = e.__cause__
+    reason = e.strerror if isinstance(e, OSError) and e.strerror else _first_line(e, url)
+    where = f" ({e.filename})" if isinstance(e, OSError) and e.filename else ""
+    return ValueError(f"storage {mask_url(url)!r} {how}: {reason}{where}")
+
+
+@contextlib.contextmanager
+def storage_errors(url: str):
+    """Turns a storage error raised in the block into a one-line ``ValueError``."""
+    try:
+        yield
+    except Exception as e:
+        if not is_storage_error(e):
+            raise
+        raise storage_failure(e, url) from None
 
 
 def study_names(storage) -> list[str]:

@@ -1,4 +1,5 @@
-"""The terminal side of a search: the progress bar, Ctrl-C, and Optuna's log kept quiet."""
+"""The terminal side of a search: the progress bar, Ctrl-C and SIGTERM, and Optuna's log kept
+quiet."""
 
 from __future__ import annotations
 
@@ -22,13 +23,35 @@ def quiet_optuna():
         optuna.logging.set_verbosity(before)
 
 
-class StopOnSigint:
-    """First Ctrl-C: ask the study to stop after the running trial. Second: interrupt now."""
+class Terminated(BaseException):
+    """The process got SIGTERM (a scheduler, a container stop, a preemption notice).
 
-    def __init__(self, announce: bool = True, on_first=None):
-        self.requested = False
+    Raised at once, wherever the search is: the running trial is failed and re-queued for another
+    worker (SIGKILL usually follows within seconds, so the candidate is not finished first). Like
+    ``KeyboardInterrupt`` it is not an ``Exception``, so no ``except Exception`` swallows it.
+    """
+
+    exit_code = 128 + signal.SIGTERM
+
+
+class StopOnSigint:
+    """First Ctrl-C: ask the study to stop after the running trial. Second: interrupt now.
+    SIGTERM: call ``on_term`` (a parent passes it on to its workers), then raise
+    :class:`Terminated`."""
+
+    def __init__(self, announce: bool = True, on_first=None, on_term=None):
+        self.requested = self.terminated = False
         self._previous = None
-        self.announce, self.on_first = announce, on_first
+        self._previous_term = None
+        self.announce, self.on_first, self.on_term = announce, on_first, on_term
+
+    def _term(self, signum, frame):
+        if self.terminated:  # sent twice (to the process and its group): already stopping
+            return
+        self.requested = self.terminated = True
+        if self.on_term is not None:
+            self.on_term()
+        raise Terminated
 
     def _handler(self, signum, frame):
         if self.requested:
@@ -42,11 +65,14 @@ class StopOnSigint:
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handler)
+            self._previous_term = signal.signal(signal.SIGTERM, self._term)
         return self
 
     def __exit__(self, *exc):
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
+        if self._previous_term is not None:
+            signal.signal(signal.SIGTERM, self._previous_term)
         return False
 
 

@@ -115,3 +115,32 @@ class Slow(Tiny):
         config = super().suggest(trial)
         time.sleep(self.seconds)
         return config
+
+
+class Poison(Tiny):
+    """Like Tiny, but scoring the config width 8, depth 2 kills the process (SIGKILL) when
+    ``NTKNAS_TEST_KILL=1`` is set (in a worker process), and raises otherwise (in the test's own
+    process, which must survive a mistake)."""
+
+    name = "poison"
+
+    def build(self, config, num_classes=None, input_shape=None):
+        if (config["width"], config["depth"]) == (8, 2):
+            if os.environ.get("NTKNAS_TEST_KILL") == "1":
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise RuntimeError("this candidate would have killed its worker")
+        return super().build(config, num_classes, input_shape)
+
+
+class SlowMinute(Slow):
+    """Slow(60) with no arguments, for the registry (``get_space`` takes none) of a CLI process."""
+
+    def __init__(self):
+        super().__init__(60)
+
+
+class SlowHalf(Slow):
+    """Slow(0.5) with no arguments, for the registry of a CLI process."""
+
+    def __init__(self):
+        super().__init__(0.5)

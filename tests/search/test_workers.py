@@ -9,33 +9,23 @@ trial comes back within seconds.
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
-import uuid
-from pathlib import Path
 
 import pytest
 
 import ntknas
 from ntknas.study import _heartbeat, _processes, _storage
+from tests.study import _harness as harness
+from tests.study._harness import postgres_url, storage_url  # noqa: F401 (fixtures)
 
 from ._toys import Tiny
 
-ROOT = Path(__file__).resolve().parents[2]
 MLP = ["--space", "mlp", "--batch", "2", "--input-size", "2", "--max-params", "20000"]
 FAST = ["--sampler", "random", "--no-progress", "--heartbeat", "1", "--grace", "3"]
 
 
-def _env():
-    return {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
-
-
 def _cli(*argv):
-    cmd = [sys.executable, "-m", "cli", *argv]
-    return subprocess.Popen(
-        cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    return harness.cli(*argv)
 
 
 def _finish(proc, timeout=240):
@@ -44,37 +34,7 @@ def _finish(proc, timeout=240):
     return out, err
 
 
-@pytest.fixture
-def postgres_url():
-    """A fresh database on the test server, dropped afterwards."""
-    base = os.environ.get("NTKNAS_TEST_POSTGRES_URL")
-    if not base:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("CI must run the PostgreSQL tests: source .ci/postgres.sh before pytest")
-        pytest.skip("no PostgreSQL server: `source .ci/postgres.sh` starts one for these tests")
-    import sqlalchemy
-
-    name = f"ntknas_{uuid.uuid4().hex[:12]}"
-    admin = sqlalchemy.create_engine(
-        _storage._with_postgres_driver(base), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as c:
-        c.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
-    yield base.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as c:
-        c.execute(sqlalchemy.text(f"DROP DATABASE {name} WITH (FORCE)"))
-    admin.dispose()
-
-
-@pytest.fixture(params=["journal", "postgresql"])
-def storage_url(request, tmp_path):
-    if request.param == "journal":
-        return f"journal:{tmp_path / 'studies.log'}"
-    return request.getfixturevalue("postgres_url")
-
-
-def _trials(url, study):
-    return _storage.load_study(_storage.open_storage(url), study).get_trials(deepcopy=False)
+_trials = harness.trials
 
 
 def _snapshot(trials):
@@ -94,7 +54,7 @@ def _assert_each_config_scored_once(trials):
             assert t.values == source.values
 
 
-def test_three_workers_reach_the_budget_exactly_and_leave_other_studies_alone(storage_url):
+def test_three_workers_reach_the_budget_exactly_and_leave_other_studies_alone(storage_url):  # noqa: F811
     # another study in the same storage, made first; it must come out unchanged
     ntknas.search(
         Tiny(), 2, storage=storage_url, study_name="other", sampler="random", batch=2, heartbeat=1
@@ -121,17 +81,12 @@ def test_three_workers_reach_the_budget_exactly_and_leave_other_studies_alone(st
     assert _snapshot(_trials(storage_url, "other")) == other
 
 
-def test_a_killed_worker_has_its_trial_retried_and_nothing_is_lost(storage_url):
+def test_a_killed_worker_has_its_trial_retried_and_nothing_is_lost(storage_url):  # noqa: F811
     # Six trials of a 4-config space in two processes: some configs are drawn twice (and must be
     # scored once). Each candidate waits 1.5 s after its draw, a window to SIGKILL a worker in
     # mid-trial once its parameters are stored (so the retry must carry the same parameters).
-    code = (
-        "import ntknas\nfrom tests.search._toys import Slow\n"
-        f"ntknas.search(Slow(1.5), 6, storage={storage_url!r}, study_name='kill', jobs=2,"
-        " sampler='random', heartbeat=1, grace=3, batch=2)\n"
-    )
-    parent = subprocess.Popen(
-        [sys.executable, "-c", code], cwd=ROOT, env=_env(), stderr=subprocess.PIPE, text=True
+    parent = harness.search(
+        "Slow(1.5)", 6, storage_url, "kill", jobs=2, sampler="random", heartbeat=1, grace=3, batch=2
     )
     store = None
     victim = None
@@ -182,14 +137,16 @@ def test_journal_heartbeat_fails_and_requeues_a_silent_trial(tmp_path):
     )
     store.set_trial_system_attr(trial_id, _heartbeat.RUN_ATTR, "r")
     _heartbeat.beat(store, trial_id)
-    assert _heartbeat.fail_stale_trials(study, store) == 0  # it just beat
+    store.set_trial_system_attr(trial_id, _heartbeat.WORKER_ATTR, "me")  # the claim is done
+    assert _heartbeat.fail_stale_trials(study, store, retries=3) == 0  # it just beat
     time.sleep(2.5)
-    assert _heartbeat.fail_stale_trials(study, store) == 1
+    assert _heartbeat.fail_stale_trials(study, store, retries=3) == 1
     dead, retry = study.get_trials(deepcopy=False)
     assert dead.state.name == "FAIL" and retry.state.name == "WAITING"
     assert retry.params == {"x": x} and retry.system_attrs["failed_trial"] == dead.number
     assert retry.system_attrs[_heartbeat.RUN_ATTR] == "r"
-    assert _heartbeat.fail_stale_trials(study, store) == 0  # a waiting trial is not stale
+    assert study.get_trials(deepcopy=False)[0].system_attrs[_heartbeat.KILLED_ATTR] is True
+    assert _heartbeat.fail_stale_trials(study, store, retries=3) == 0  # waiting is not stale
 
 
 def test_unreachable_storage_is_a_clear_error_not_a_hang():
