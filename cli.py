@@ -132,8 +132,10 @@ def _search_args(p: argparse.ArgumentParser, leaderboard: bool = True) -> None:
     from ntknas.study import (
         DEFAULT_HEARTBEAT,
         DEFAULT_OBJECTIVE,
+        DEFAULT_RETRIES,
         DEFAULT_SEARCH_BN,
         DEFAULT_STORAGE,
+        RECONNECT_SECONDS,
         sampler_names,
     )
 
@@ -172,6 +174,19 @@ def _search_args(p: argparse.ArgumentParser, leaderboard: bool = True) -> None:
     )
     g.add_argument(
         "--grace", type=int, default=None, help="seconds without one until a trial is retried"
+    )
+    g.add_argument(
+        "--retries",
+        type=int,
+        default=DEFAULT_RETRIES,
+        help="a candidate that killed its worker is retried this many times, then failed as "
+        "poison (default %(default)s)",
+    )
+    g.add_argument(
+        "--reconnect",
+        type=float,
+        default=RECONNECT_SECONDS,
+        help="seconds a worker waits for a database server that went away (default %(default)s)",
     )
     _scoring_args(p, bn_default=DEFAULT_SEARCH_BN)
 
@@ -222,6 +237,8 @@ def _run_search(args, console):
             jobs=args.jobs,
             heartbeat=args.heartbeat,
             grace=args.grace,
+            retries=args.retries,
+            reconnect=args.reconnect,
             **options,
         )
     except KeyboardInterrupt:

@@ -24,6 +24,7 @@ from ._spaces import space_summaries as space_summaries
 from ._storage import DEFAULT_HEARTBEAT as DEFAULT_HEARTBEAT
 from ._storage import DEFAULT_RETRIES as DEFAULT_RETRIES
 from ._storage import DEFAULT_STORAGE as DEFAULT_STORAGE
+from ._storage import RECONNECT_SECONDS as RECONNECT_SECONDS
 from ._storage import load_study as load_study
 from ._storage import mask_text as mask_text
 from ._storage import mask_url as mask_url
