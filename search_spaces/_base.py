@@ -36,23 +36,47 @@ class SharedGraph:
     """One Flax module that computes every architecture of a space, the choice an input array.
 
     Scoring many configs then traces and compiles once: the architecture is an argument of the
-    compiled kernel, not a constant. For every config of the space and any ``key`` and ``x``:
-    ``select(init(key, x), config)`` equals ``space.build(config).init(key, x)`` (same tree and
-    values), and ``module.apply(init(key, x), x, encode(config), train=t)`` equals the built
-    module's output, so the NTK over all shared parameters is the config's own NTK (parameters of
-    unused choices get exactly zero gradient).
+    compiled kernel, not a constant. For every config of the space, ``module.apply(variables, x,
+    encode(config), train=t)`` with ``variables = init_own(key, x, config)`` is the config's own
+    network at its own initialization, and its NTK over all shared parameters is the config's own
+    NTK (parameters outside the config get exactly zero gradient); ``select(variables, config)``
+    gives the config's own variables (its parameter count) and ``embed`` puts own variables back.
+
+    Two kinds exist. nb201's graph computes every op and mixes them (``init`` holds every cell's
+    own initial values at once, so ``init_own`` ignores the config). The width/depth spaces'
+    graphs are their largest network with masks (:mod:`search_spaces._masked`): initial values
+    depend on the candidate's fan-ins, so ``init`` is None and ``init_own`` draws them (compiled
+    once per space and input shape).
 
     Attributes:
       module: ``__call__(x, arch, train=False)`` -> logits ``(N, num_classes)``.
-      init: ``init(key, x)`` -> the shared variables (``params``, ``batch_stats``, ..).
-      encode: ``encode(config)`` -> the ``arch`` array (numpy) of a config.
-      select: ``select(variables, config)`` -> that config's own variables.
+      init: ``init(key, x)`` -> shared variables holding every config's own initial values, with
+        ``select(init(key, x), config) == space.build(config).init(key, x)``; None where no such
+        variables exist (use ``init_own``).
+      encode: ``encode(config)`` -> the ``arch`` array (numpy) of a config; ValueError for a
+        config outside the space (or one the graph does not hold, named in the message).
+      select: ``select(variables, config)`` -> that config's own variables (tree and shapes of
+        ``space.build(config).init``).
+      embed: ``embed(own_variables, config)`` -> shared variables with the config's own values
+        in its place and zeros elsewhere; ``select(embed(v, c), c) == v``. None for nb201.
+      init_own: ``init_own(key, x, config)`` -> shared variables whose config's part has the
+        distribution of ``space.build(config).init(key, x)`` (the same values for nb201; other
+        values for the masked graphs). Defaults to ``init`` ignoring the config.
     """
 
     module: Any
-    init: Callable
+    init: Callable | None
     encode: Callable[[Config], Any]
     select: Callable[[dict, Config], dict]
+    embed: Callable[[dict, Config], dict] | None = None
+    init_own: Callable | None = None
+
+    def __post_init__(self):
+        if self.init_own is None:
+            if self.init is None:
+                raise ValueError("a SharedGraph needs init or init_own")
+            init = self.init
+            object.__setattr__(self, "init_own", lambda key, x, config: init(key, x))
 
 
 _REGISTRY: dict[str, type[SearchSpace]] = {}

@@ -12,6 +12,9 @@ stem and smaller ones the CIFAR stem. The search does not sample the stem: it be
 Shortcuts are identity, or conv1x1 + BN where the shape changes (projection shortcuts, torchvision's
 choice; the original CIFAR ResNets' zero-padding shortcut is not offered). Convs have no bias and
 use torchvision's init (Kaiming normal, fan-out); the head is a linear layer on the global average.
+
+:class:`SharedResNet` is every ResNet of the space at once (``ResNetSpace.shared_graph``, see
+:mod:`search_spaces._masked`): per block type, 4 stages of 9 blocks at width 64, with masks.
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ from collections.abc import Iterator
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._base import (
     Config,
     SearchSpace,
+    SharedGraph,
     check_choice,
     check_fields,
     check_int,
@@ -35,6 +40,7 @@ from ._base import (
     register,
 )
 from ._layers import batch_norm, conv, kaiming_fan_out, torch_default_init
+from ._masked import gate, masked_graph, mix, prefix_mask, scaled_init
 
 BLOCKS = ("basic", "bottleneck")
 STEMS = ("cifar", "imagenet")
@@ -113,6 +119,140 @@ class ResNet(nn.Module):
         return nn.Dense(self.num_classes, kernel_init=torch_default_init, name="fc")(x)
 
 
+# --- the masked graph: every ResNet of the space as one module -----------------------------------
+
+_EXPANSION = {"basic": 1, "bottleneck": 4}
+
+
+def _masked_conv(features, kernel, stride, masks, on, name=None):
+    """A conv of ``features`` (largest) channels initialized for ``masks = (in, out)`` active ones.
+
+    torchvision's Kaiming normal (fan-out) of the candidate's own fan-out; 0 outside its region.
+    """
+    m_in, m_out = masks
+    variance = 2.0 / (kernel * kernel * jnp.sum(m_out))
+    init = scaled_init("normal", variance, m_in, m_out, on)
+    return conv(features, kernel, stride, kernel_init=init, name=name)
+
+
+def _bn_masked(train, x, mask, name=None):
+    """BatchNorm, then inactive channels set to 0 (each channel has its own statistics)."""
+    return batch_norm(train, name)(x) * mask
+
+
+class MaskedBlock(nn.Module):
+    """:class:`BasicBlock` or :class:`Bottleneck` at the largest width, masked.
+
+    ``masks = (stream in, inner, stream out)`` are the 0/1 channel masks; ``on`` is 1 when the block
+    exists (0 only zeroes the initial values; the caller makes an absent block the identity).
+    """
+
+    block: str
+    features: int
+    stride: int = 1
+
+    @nn.compact
+    def __call__(self, x, masks, on, train: bool):
+        m_in, inner, m_out = masks
+        out = self.features * _EXPANSION[self.block]
+        if self.block == "basic":
+            y = _masked_conv(self.features, 3, self.stride, (m_in, inner), on)(x)
+            y = nn.relu(_bn_masked(train, y, inner))
+            y = _bn_masked(train, _masked_conv(out, 3, 1, (inner, m_out), on)(y), m_out)
+        else:
+            y = _masked_conv(self.features, 1, 1, (m_in, inner), on)(x)
+            y = nn.relu(_bn_masked(train, y, inner))
+            y = _masked_conv(self.features, 3, self.stride, (inner, inner), on)(y)
+            y = nn.relu(_bn_masked(train, y, inner))
+            y = _bn_masked(train, _masked_conv(out, 1, 1, (inner, m_out), on)(y), m_out)
+        if self.stride == 1 and x.shape[-1] == out:  # the same rule as _shortcut, at full width
+            shortcut = x
+        else:
+            shortcut = _masked_conv(out, 1, self.stride, (m_in, m_out), on, name="downsample")(x)
+            shortcut = _bn_masked(train, shortcut, m_out, name="downsample_bn")
+        return nn.relu(y + shortcut)
+
+
+class MaskedResNet(nn.Module):
+    """Every ResNet of one block type: 4 stages of ``MAX_BLOCKS_PER_STAGE`` blocks, widest."""
+
+    block: str
+    stem: str
+    num_classes: int
+
+    @nn.compact
+    def __call__(self, x, arch, train: bool = False):
+        on_type = arch[BLOCKS.index(self.block)]
+        num_stages, depths, width = arch[2], arch[3 : 3 + max(NUM_STAGES)], arch[-1]
+        expansion, widest, dtype = _EXPANSION[self.block], max(WIDTHS), arch.dtype
+        stream = prefix_mask(widest, width, dtype)
+        k, s = (7, 2) if self.stem == "imagenet" else (3, 1)
+        x = _masked_conv(widest, k, s, (jnp.ones(x.shape[-1], dtype), stream), on_type, "stem")(x)
+        x = nn.relu(_bn_masked(train, x, stream, "stem_bn"))
+        if self.stem == "imagenet":
+            x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+        pooled, masks = [], []
+        for stage in range(max(NUM_STAGES)):
+            stage_on = on_type * (stage < num_stages).astype(dtype)
+            inner = prefix_mask(widest * 2**stage, width * 2**stage, dtype)
+            out = prefix_mask(expansion * widest * 2**stage, expansion * width * 2**stage, dtype)
+            for i in range(MAX_BLOCKS_PER_STAGE):
+                on = stage_on * (i < depths[stage]).astype(dtype)
+                y = MaskedBlock(
+                    self.block,
+                    widest * 2**stage,
+                    2 if stage > 0 and i == 0 else 1,
+                    name=f"stage{stage}_block{i}",
+                )(x, (stream, inner, out), on, train)
+                x = y if i == 0 else gate(on, y, x)  # a stage's first block always exists
+                stream = out
+            pooled.append(jnp.mean(x, axis=(1, 2)))  # (N, channels of this stage)
+            masks.append(out)
+        # The head reads the last existing stage: the 4th, or the 3rd's padded channels.
+        last_on = (num_stages > 3).astype(dtype)
+        pad = [(0, 0), (0, pooled[-1].shape[-1] - pooled[-2].shape[-1])]
+        x = gate(last_on, pooled[-1], jnp.pad(pooled[-2], pad))
+        mask = gate(last_on, masks[-1], jnp.pad(masks[-2], pad[1]))
+        fc_init = scaled_init("uniform", 1.0 / (3.0 * jnp.sum(mask)), mask, None, on_type)
+        return nn.Dense(self.num_classes, kernel_init=fc_init, name="fc")(x)
+
+
+class SharedResNet(nn.Module):
+    """Every ResNet of the space: a :class:`MaskedResNet` per block type, mixed by a one-hot.
+
+    ``arch`` is ``[*one-hot block, num_stages, *depths (0 for a 4th stage absent), width]``.
+    """
+
+    stem: str
+    num_classes: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array, arch: jax.Array, train: bool = False) -> jax.Array:
+        assert arch.shape == (_ARCH_SIZE,), f"arch {arch.shape} != ({_ARCH_SIZE},)"
+        logits = [
+            MaskedResNet(block, self.stem, self.num_classes, name=block)(x, arch, train)
+            for block in BLOCKS
+        ]
+        return mix(arch[: len(BLOCKS)], logits)
+
+
+_ARCH_SIZE = len(BLOCKS) + 1 + max(NUM_STAGES) + 1
+
+
+def _encoder(stem: str):
+    def encode(config: Config) -> np.ndarray:
+        if config.get("stem", stem) != stem:
+            raise ValueError(
+                f"stem={config['stem']!r}: this shared graph has the {stem!r} stem of its input "
+                "size; score the config with its own network"
+            )
+        depths = list(config["depths"]) + [0] * (max(NUM_STAGES) - len(config["depths"]))
+        block = np.eye(len(BLOCKS))[BLOCKS.index(config["block"])]
+        return np.array([*block, len(config["depths"]), *depths, config["width"]], np.float32)
+
+    return encode
+
+
 @register
 class ResNetSpace(SearchSpace):
     """Basic or bottleneck blocks, 3 or 4 stages of 1..9 blocks, base width {16, 24, 32, 48, 64}."""
@@ -161,6 +301,23 @@ class ResNetSpace(SearchSpace):
             width=config["width"],
             stem=config.get("stem") or default_stem(height, width),
             num_classes=num_classes,
+        )
+
+    def shared_graph(self, num_classes: int | None = None, input_shape=None) -> SharedGraph:
+        """Every ResNet (with the input's default stem) as one :class:`SharedResNet`.
+
+        A config naming the other stem is not held: ``encode`` raises ValueError for it.
+        """
+        num_classes, input_shape = self.resolve_io(num_classes, input_shape)
+        stem = default_stem(*input_shape[:2])
+        return masked_graph(
+            self,
+            SharedResNet(stem, num_classes),
+            num_classes,
+            input_shape,
+            _encoder(stem),
+            _ARCH_SIZE,
+            rename=lambda path, config: (path[0], config["block"], *path[1:]),
         )
 
     def describe(self, config: Config) -> str:
