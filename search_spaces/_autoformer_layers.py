@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax
@@ -23,7 +24,7 @@ from ._layers import torch_default_init
 
 # timm's trunc_normal_(std=0.02), which both originals use, truncates at +-2 in absolute value,
 # i.e. at 100 standard deviations: the distribution is a plain normal.
-_init = nn.initializers.normal(stddev=0.02)
+normal_init = nn.initializers.normal(stddev=0.02)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,12 +98,13 @@ class RelativePosition2D(nn.Module):
     """
 
     features: int
+    table_init: Callable = normal_init
 
     @nn.compact
     def __call__(self, onehots: list[jax.Array]) -> list[tuple[jax.Array, jax.Array]]:
         pairs = []
         for onehot, name in zip(onehots, ("vertical", "horizontal"), strict=True):
-            table = self.param(name, _init, (onehot.shape[-1], self.features))
+            table = self.param(name, self.table_init, (onehot.shape[-1], self.features))
             pairs.append((onehot, table.astype(onehot.dtype)))
         return pairs
 
@@ -123,21 +125,33 @@ class Attention(nn.Module):
     def __call__(self, x: jax.Array, onehots: list[jax.Array] | None = None) -> jax.Array:
         n, t, d = x.shape  # (batch, tokens, embed_dim)
         h, c = self.num_heads, self.head_dim
-        qkv = nn.Dense(3 * h * c, kernel_init=_init, name="qkv")(x).reshape(n, t, 3, h, c)
-        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # each (n, t, h, c)
-        logits = jnp.einsum("nqhc,nkhc->nhqk", q, k)
+        qkv = nn.Dense(3 * h * c, kernel_init=normal_init, name="qkv")(x).reshape(n, t, 3, h, c)
+        rel_k = rel_v = ()
         if onehots is not None:
-            for onehot, table in RelativePosition2D(c, name="rel_pos_k")(onehots):
-                # q_i . a_ij without forming a_ij: (q_i . table_r) picked by the one-hot of (i, j)
-                by_row = jnp.einsum("nqhc,rc->nhqr", q, table)
-                logits = logits + jnp.einsum("nhqr,qkr->nhqk", by_row, onehot)
-        weights = jax.nn.softmax(logits / math.sqrt(c), axis=-1)
-        out = jnp.einsum("nhqk,nkhc->nqhc", weights, v)
-        if onehots is not None:
-            for onehot, table in RelativePosition2D(c, name="rel_pos_v")(onehots):
-                per_row = jnp.einsum("nhqk,qkr->nqhr", weights, onehot)  # weight on each row
-                out = out + jnp.einsum("nqhr,rc->nqhc", per_row, table)
-        return nn.Dense(d, kernel_init=_init, name="proj")(out.reshape(n, t, h * c))
+            rel_k = RelativePosition2D(c, name="rel_pos_k")(onehots)
+            rel_v = RelativePosition2D(c, name="rel_pos_v")(onehots)
+        out = attend(qkv, rel_k, rel_v)
+        return nn.Dense(d, kernel_init=normal_init, name="proj")(out.reshape(n, t, h * c))
+
+
+def attend(qkv: jax.Array, rel_k=(), rel_v=()) -> jax.Array:
+    """Softmax attention of ``qkv`` ``(n, t, 3, h, c)``, scaled by ``1/sqrt(c)``: ``(n, t, h, c)``.
+
+    ``rel_k`` and ``rel_v`` are the ``(onehot, table)`` pairs of :class:`RelativePosition2D` for
+    the keys and the values (empty: plain attention).
+    """
+    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # each (n, t, h, c)
+    logits = jnp.einsum("nqhc,nkhc->nhqk", q, k)
+    for onehot, table in rel_k:
+        # q_i . a_ij without forming a_ij: (q_i . table_r) picked by the one-hot of (i, j)
+        by_row = jnp.einsum("nqhc,rc->nhqr", q, table)
+        logits = logits + jnp.einsum("nhqr,qkr->nhqk", by_row, onehot)
+    weights = jax.nn.softmax(logits / math.sqrt(qkv.shape[-1]), axis=-1)
+    out = jnp.einsum("nhqk,nkhc->nqhc", weights, v)
+    for onehot, table in rel_v:
+        per_row = jnp.einsum("nhqk,qkr->nqhr", weights, onehot)  # weight on each row
+        out = out + jnp.einsum("nqhr,rc->nqhc", per_row, table)
+    return out
 
 
 class Block(nn.Module):
@@ -154,9 +168,9 @@ class Block(nn.Module):
         attn = Attention(self.num_heads, self.head_dim)
         x = x + attn(nn.LayerNorm(epsilon=self.ln_epsilon)(x), onehots)
         y = nn.LayerNorm(epsilon=self.ln_epsilon)(x)
-        y = nn.Dense(int(d * self.mlp_ratio), kernel_init=_init, name="fc1")(y)
+        y = nn.Dense(int(d * self.mlp_ratio), kernel_init=normal_init, name="fc1")(y)
         y = nn.gelu(y, approximate=False)
-        return x + nn.Dense(d, kernel_init=_init, name="fc2")(y)
+        return x + nn.Dense(d, kernel_init=normal_init, name="fc2")(y)
 
 
 def _torch_bias_init(fan_in: int):
@@ -167,6 +181,22 @@ def _torch_bias_init(fan_in: int):
         return jax.random.uniform(key, shape, dtype, -bound, bound)
 
     return init
+
+
+def patch_embed(features: int, patch: int, channels: int, wrap=lambda init: init) -> nn.Conv:
+    """The stride-``patch`` conv ``patch_embed`` with PyTorch's default init (both originals).
+
+    ``wrap(init)`` replaces each initializer (the masked graph confines them to a region).
+    """
+    return nn.Conv(
+        features,
+        (patch, patch),
+        strides=(patch, patch),
+        padding="VALID",
+        kernel_init=wrap(torch_default_init),
+        bias_init=wrap(_torch_bias_init(patch * patch * channels)),
+        name="patch_embed",
+    )
 
 
 class VisionTransformer(nn.Module):
@@ -199,25 +229,19 @@ class VisionTransformer(nn.Module):
         p, e, var = self.patch_size, self.embed_dim, self.variant
         if height % p or width % p:
             raise ValueError(f"input {height}x{width} is not a multiple of patch_size={p}")
-        x = nn.Conv(
-            e,
-            (p, p),
-            strides=(p, p),
-            padding="VALID",
-            kernel_init=torch_default_init,
-            bias_init=_torch_bias_init(p * p * channels),
-            name="patch_embed",
-        )(x)
+        x = patch_embed(e, p, channels)(x)
         onehots = None
         if var.max_relative_position is not None:  # one set for all layers
             grid = (x.shape[1], x.shape[2])
             onehots = relative_position_onehots(grid, var.max_relative_position, x.dtype)
         x = x.reshape(n, -1, e)
-        cls = self.param("cls_token", _init, (1, 1, e))
+        cls = self.param("cls_token", normal_init, (1, 1, e))
         x = jnp.concatenate([jnp.broadcast_to(cls, (n, 1, e)).astype(x.dtype), x], 1)
-        x = x + self.param("pos_embed", _init, (1, x.shape[1], e))
+        x = x + self.param("pos_embed", normal_init, (1, x.shape[1], e))
         for i, (h, r) in enumerate(zip(self.num_heads, self.mlp_ratios, strict=True)):
             head_dim = var.head_dim or e // h
             x = Block(h, head_dim, r, var.ln_epsilon, name=f"block_{i}")(x, onehots)
         x = nn.LayerNorm(epsilon=var.ln_epsilon, name="norm")(x)
-        return nn.Dense(self.num_classes, kernel_init=_init, name="head")(x[:, 1:].mean(axis=1))
+        return nn.Dense(self.num_classes, kernel_init=normal_init, name="head")(
+            x[:, 1:].mean(axis=1)
+        )

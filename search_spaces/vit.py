@@ -46,6 +46,7 @@ from ._autoformer_layers import VARIANTS, VisionTransformer
 from ._base import (
     Config,
     SearchSpace,
+    SharedGraph,
     check_choice,
     check_fields,
     check_int,
@@ -55,6 +56,7 @@ from ._base import (
     register,
     run_length,
 )
+from ._vit_masked import SharedViT, encoder, vit_graph
 
 DEFAULT_VARIANT = "autoformer"
 _PATCH_CANDIDATES = (16, 8, 4, 2, 1)
@@ -149,6 +151,27 @@ class _AutoFormerSpace(SearchSpace):
             num_classes=num_classes,
             variant=VARIANTS[config.get("variant", DEFAULT_VARIANT)],
         )
+
+    def shared_graph(self, num_classes: int | None = None, input_shape=None) -> SharedGraph:
+        """Every ``"autoformer"`` network with the input's default patch, as one masked module.
+
+        See :mod:`._vit_masked`: the largest network of the space, the candidate an input array.
+        Configs of the ``"autoprox"`` variant or with another ``patch_size`` are not held
+        (``encode`` raises ValueError naming them).
+        """
+        num_classes, input_shape = self.resolve_io(num_classes, input_shape)
+        c = self.choices
+        module = SharedViT(
+            max_embed=max(c.embed_dims),
+            max_depth=max(c.depths),
+            max_heads=max(c.heads),
+            max_hidden=max(int(e * r) for e in c.embed_dims for r in c.mlp_ratios),
+            patch_size=default_patch_size(*input_shape[:2]),
+            num_classes=num_classes,
+            variant=VARIANTS[DEFAULT_VARIANT],
+        )
+        encode = encoder(module.max_depth, module.patch_size, DEFAULT_VARIANT)
+        return vit_graph(self, module, num_classes, input_shape, encode)
 
     def describe(self, config: Config) -> str:
         config = self.validate(config)
