@@ -205,35 +205,3 @@ def test_search_is_a_plain_function():
 
     assert inspect.isfunction(ntknas.search) and ntknas.search is S.search
     assert ntknas.leaderboard is S.leaderboard
-
-
-def test_the_study_modules_import_one_way():
-    """No cycle among ntknas/study's modules, counting imports inside functions too."""
-    import ast
-    from pathlib import Path
-
-    folder = Path(S.__file__).parent
-    modules = {p.stem: ast.parse(p.read_text()) for p in folder.glob("*.py")}
-    graph = {}
-    for name, tree in modules.items():
-        graph[name] = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
-                targets = [node.module] if node.module else [a.name for a in node.names]
-                graph[name] |= {t.split(".")[0] for t in targets} & set(modules)
-            elif isinstance(node, ast.ImportFrom | ast.Import):  # absolute: ntknas.study.X
-                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-                names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
-                for n in names:
-                    if n.startswith("ntknas.study."):
-                        graph[name].add(n.split(".")[2])
-    assert graph["_runner"] and graph["_processes"]  # the walk sees the imports
-
-    def reaches(start, goal, seen):
-        for t in graph[start] - seen:
-            if t == goal or reaches(t, goal, seen | {t}):
-                return True
-        return False
-
-    cycles = [n for n in graph if reaches(n, n, set())]
-    assert not cycles, {n: sorted(graph[n]) for n in cycles}
