@@ -122,6 +122,8 @@ class Scorer:
 
     def score(self, space, config: dict, options: ScoreOptions | None = None) -> Score:
         """Every proxy of one config (see :func:`ntknas.scoring.score`)."""
+        import jax
+
         from search_spaces import SearchSpace, get_space
 
         from .. import proxies
@@ -136,7 +138,8 @@ class Scorer:
         route = self._route(space, config, options, "auto" if self.shared_graphs else "own")
         inputs = self._inputs(options, route.input_shape)
         t0 = time.perf_counter()
-        variables = self._initial(route, options, inputs)
+        # waited for: JAX dispatches asynchronously, and the kernel's seconds must not hold the draw
+        variables = jax.block_until_ready(self._initial(route, options, inputs))
         if route.path == "shared":
             n_params = self.count_params(space, config, options)
         else:
