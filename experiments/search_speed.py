@@ -1,10 +1,12 @@
 """Search speed, the per-architecture path against the shared graph, side by side in one run.
 
 For each space, ``--candidates`` seeded random configs (Optuna's random sampler, as ``ntknas
-search --sampler random``) are scored twice from cold, by a fresh scorer each: through their own
-networks (``path=own``: a compile per new architecture, as searches did before) and through the
-space's shared graph (``path=shared``: one compile for the space, then init and kernel per
-candidate). Printed per path: candidates per minute (all of it, first compile included, and the
+search --sampler random``) are scored three times from cold, by a fresh scorer each: through their
+own networks (``own``: a compile per new architecture), through the space's shared graph
+(``shared``: one compile for the space, then init and kernel per candidate), and as searches score
+them (``auto``: the path rule of :class:`ntknas.scoring.Scorer` picks per candidate; ``path``
+lists the paths it took). All three draw the same initial values, so their scores agree. Printed
+per run: candidates per minute (all of it, first compile included, and the
 steady state after the first candidate), median seconds per candidate split into compile, init and
 kernel, and the kernel's share of the matmul FLOP floor: the candidate's own kernel FLOPs at the
 measured float32 matmul rate, over its seconds (1.0 would be a machine doing nothing but that
@@ -66,16 +68,24 @@ def candidates(space, n: int, seed: int) -> list[dict]:
     return list(seen.values())
 
 
-def score_path(space, configs, options, shared: bool) -> dict:
-    """Scores ``configs`` with a fresh scorer; per-candidate rows and the wall time."""
-    from ntknas.scoring import Scorer
+RUNS = ("own", "shared", "auto")
 
-    scorer = Scorer(shared_graphs=shared)
+
+def score_path(space, configs, options, run: str) -> dict:
+    """Scores ``configs`` with a fresh scorer for ``run`` (one of :data:`RUNS`); per-candidate
+    rows and the wall time."""
+    import math
+
+    from ntknas.scoring import SHARED_FLOPS_MAX, Scorer
+
+    bound = math.inf if run == "shared" else SHARED_FLOPS_MAX
+    scorer = Scorer(shared_graphs=run != "own", shared_flops_max=bound)
     rows = []
     t0 = time.perf_counter()
     for config in configs:
         s = scorer.score(space, config, options)
-        rows.append({"path": s.path, **{k: getattr(s, k) for k in PATH_FIELDS}})
+        row = {"path": s.path, **{k: getattr(s, k) for k in PATH_FIELDS}}
+        rows.append(row | {"ntk_trace": s["ntk_trace"], "ntk_cond": s["ntk_cond"]})
     return {"rows": rows, "wall": time.perf_counter() - t0}
 
 
@@ -108,14 +118,21 @@ def measure(space_name: str, n: int, options, seed: int, rate: float) -> dict:
 
     space = get_space(space_name)
     configs = candidates(space, n, seed)
-    own = score_path(space, configs, options, shared=False)
-    shared = score_path(space, configs, options, shared=True)
-    own_flops = [r["ntk_flops"] or 0.0 for r in own["rows"]]
-    ratios = [s["ntk_flops"] / o for s, o in zip(shared["rows"], own_flops, strict=True) if o and s]
+    results = {run: score_path(space, configs, options, run) for run in RUNS}
+    own_flops = [r["ntk_flops"] or 0.0 for r in results["own"]["rows"]]
+    shared_rows = results["shared"]["rows"]
+    ratios = [s["ntk_flops"] / o for s, o in zip(shared_rows, own_flops, strict=True) if o and s]
     return {
         "configs": configs,
-        "own": summary(own, own_flops, rate),
-        "shared": summary(shared, own_flops, rate),
+        **{run: summary(results[run], own_flops, rate) for run in RUNS},
+        "agreement": {  # the largest relative difference from the own path's scores
+            f"{run}_{proxy}": max(
+                abs(r[proxy] - o[proxy]) / abs(o[proxy])
+                for r, o in zip(results[run]["rows"], results["own"]["rows"], strict=True)
+            )
+            for run in RUNS[1:]
+            for proxy in ("ntk_trace", "ntk_cond")
+        },
         "flop_overhead": {
             "median": statistics.median(ratios) if ratios else float("nan"),
             "min": min(ratios, default=float("nan")),
@@ -139,10 +156,10 @@ def _second_process_main(space_name: str, configs_json: str, options) -> None:
 
     space, configs = get_space(space_name), json.loads(configs_json)
     out = {}
-    for shared in (False, True):
-        result = score_path(space, configs, options, shared)
+    for run in RUNS:
+        result = score_path(space, configs, options, run)
         first = result["rows"][0]
-        out["shared" if shared else "own"] = {
+        out[run] = {
             "path": first["path"],
             "first_compile_s": first["compile_seconds"],
             "first_s": first["seconds"],
@@ -188,12 +205,13 @@ def main() -> None:
     for name in args.spaces:
         m = measure(name, args.candidates, options, args.seed, rate)
         print(f"{name} batch={args.batch} candidates={len(m['configs'])} seed={args.seed}")
-        for path in ("own", "shared"):
-            print("  " + _line(m[path]))
+        for run in RUNS:
+            print(f"  {run}: " + _line(m[run]))
         print("  shared kernel FLOPs / own: " + _line(m["flop_overhead"]))
+        print("  max relative difference from own: " + _line(m["agreement"]))
         second = second_process(name, m["configs"], args)
-        for path in ("own", "shared"):
-            print(f"  second process {path}: " + _line(second[path]))
+        for run in RUNS:
+            print(f"  second process {run}: " + _line(second[run]))
         print("  second process cache: " + _line(second["cache"]))
 
 

@@ -36,21 +36,29 @@ class _Reference:
     def __init__(self, space, options, naswot_batch: int, shared_graph: bool = True):
         self.space, self.options, self.naswot_batch = space, options, naswot_batch
         self.num_classes, self.input_shape = options.resolve_io(space)
-        self.shared = (
-            space.shared_graph(self.num_classes, self.input_shape) if shared_graph else None
-        )
+        try:
+            graph = space.shared_graph(self.num_classes, self.input_shape)
+        except ValueError:  # no graph for this input
+            graph = None
+        self.graph = graph  # draws the initial values of the masked spaces, on either path
+        self.shared = graph if shared_graph else None
         self._fns: dict = {}
         self._variables: Any = None
 
     def _module_and_variables(self, config, x):
         import jax
 
-        if self.shared is None:
+        from ..scoring import own_variables
+
+        key = jax.random.PRNGKey(self.options.seed)
+        if self.shared is None:  # the values the scorer's own path uses
             module = self.space.build(config, self.num_classes, self.input_shape)
-            return module, module.init(jax.random.PRNGKey(self.options.seed), x), ()
-        if self._variables is None:
-            self._variables = self.shared.init(jax.random.PRNGKey(self.options.seed), x)
+            return module, own_variables(module, self.graph, config, key, x), ()
         arch = (np.asarray(self.shared.encode(config), np.float32),)
+        if self.shared.init is None:  # a masked graph: each config's values, drawn for it
+            return self.shared.module, self.shared.init_own(key, x[:1], config), arch
+        if self._variables is None:  # every config's values at once (nb201)
+            self._variables = self.shared.init(key, x)
         return self.shared.module, self._variables, arch
 
     def _fn(self, kind, module):

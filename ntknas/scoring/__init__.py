@@ -20,4 +20,6 @@ from ._options import canonical_json as canonical_json
 from ._options import options_dict as options_dict
 from ._record import PATHS as PATHS
 from ._record import Score as Score
+from ._scorer import SHARED_FLOPS_MAX as SHARED_FLOPS_MAX
 from ._scorer import Scorer as Scorer
+from ._scorer import own_variables as own_variables

@@ -51,11 +51,12 @@ def score(space, config: dict, **options) -> Score:
 def score_many(space, configs, *, on_row=None, **options):
     """Scores many configs in one process (JAX starts and compiles shared shapes once).
 
-    From :data:`SHARED_GRAPH_MIN` configs on, they go through the space's shared graph where it
-    has one (one compilation for all; see :class:`Scorer`); the ``path`` column says which
-    path scored each row. Every config is validated before any is scored. A config whose
-    scoring fails (NaN kernel, out of memory) gets a row with its ``error`` and no proxies; the
-    others are still scored.
+    From :data:`SHARED_GRAPH_MIN` configs on, each goes through the space's shared graph where
+    the path rule of :class:`Scorer` finds it cheaper (one compilation for all), else through
+    its own network; the ``path`` column says which path scored each row. Both paths draw the
+    same initial values, so the path changes the speed, not the scores. Every config is
+    validated before any is scored. A config whose scoring fails (NaN kernel, out of memory)
+    gets a row with its ``error`` and no proxies; the others are still scored.
 
     Args:
       space: a space name or :class:`search_spaces.SearchSpace`.

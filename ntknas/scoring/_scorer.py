@@ -9,9 +9,14 @@ Two paths score a config, and every :class:`Score` says which (``path``):
   every config, the architecture an input array, so one kernel is compiled per space and setting
   (batch, input shape, logits, BN mode, dtype, method) and a new config costs its initialization
   and its kernel. The parameter count and FLOPs are still the config's own network's, and the
-  kernel equals the own network's for the same parameters; the initial values are drawn by the
-  graph's ``init_own`` (the own network's distribution; other values than ``"own"`` for the masked
-  graphs, the same values for nb201's).
+  kernel equals the own network's for the same parameters.
+
+Both paths draw the same initial values for a seed, so they give the same scores (to float
+rounding) and the path changes only the speed. Where the space has a shared graph whose ``init``
+is None (the masked width/depth graphs), both take them from its ``init_own`` (one compiled
+initializer per space and input shape, the candidate's own distribution): the shared path whole,
+the own path through ``select``. Elsewhere the own path runs its network's ``init`` (for nb201 the
+same values as the shared graph's ``init``, by :class:`search_spaces.SharedGraph`'s contract).
 
 Parameters, BatchNorm state and inputs are always arguments, never constants, so a new seed or a
 new data draw reruns the compiled code without tracing again. Which path: see :class:`Scorer`.
@@ -34,6 +39,12 @@ from ._record import Score
 
 _SHARED_VARIABLES = 4  # initial variables kept per shared graph (one set per seed and shape)
 
+# The path rule: a config goes through its space's shared graph when the graph's forward costs at
+# most this many times the config's own forward (XLA's FLOPs per example), else through its own
+# network. Each shared kernel computes the largest network, so a config far smaller than it is
+# cheaper to compile alone (figures in experiments/README.md).
+SHARED_FLOPS_MAX = 2.5
+
 
 @dataclass(frozen=True, kw_only=True)
 class _Forward:
@@ -42,7 +53,6 @@ class _Forward:
     module: Any
     f: Callable  # f(params, (inputs, state[, arch])) -> (N, O)
     vmap_axes: Any
-    init: Callable | None  # init(key, inputs) -> the own network's variables; None when shared
     shared: Any = None  # the space's SharedGraph when the architecture is an input
 
 
@@ -54,7 +64,6 @@ class _Compiled:
     kernel: Callable  # kernel(params, state, inputs, *arch) -> (N, N, O, O)
     method: str
     ntk_flops: float | None
-    forward_flops: float | None  # None for a shared graph: its FLOPs are not the config's
     compile_seconds: float
 
 
@@ -69,6 +78,7 @@ class _Route:
     num_classes: int
     input_shape: tuple[int, int, int]
     arch: Any = None  # the config's encoding (numpy) on the shared path
+    graph: Any = None  # the space's SharedGraph holding the config (it may draw the own variables)
 
 
 class Scorer:
@@ -79,28 +89,41 @@ class Scorer:
 
     Args:
       max_models: how many compiled models to keep (least recently used are dropped).
-      shared_graphs: True scores a config through its space's shared graph whenever the space
-        has one for the scoring setting and the graph holds the config (else through its own
-        network); False always compiles each config's own network. The shared graph pays off
-        when many configs are scored (searches, workers, ``score_many`` from
-        :data:`ntknas.scoring.SHARED_GRAPH_MIN` configs on): its one compilation costs more
-        than one own network's, and each kernel computes the graph's largest network (figures
-        in experiments/README.md).
+      shared_graphs: True lets the path rule pick each config's path: its space's shared graph
+        when the space has one for the scoring setting, the graph holds the config, and the
+        graph's forward FLOPs per example are at most ``shared_flops_max`` times the
+        config's own (XLA's cost analysis of both forwards, computed once per config and once
+        per graph and setting); else its own network. False always compiles each config's own
+        network. Searches, workers and ``score_many`` from :data:`ntknas.scoring.SHARED_GRAPH_MIN`
+        configs on pass True; a single ``score`` compiles its own network (the graph's one
+        compilation costs more than one own network's). The rule is deterministic per config
+        and setting, and the scores do not depend on it (see the module docstring).
+      shared_flops_max: the rule's bound (``math.inf`` sends every config a graph holds
+        through it, as benchmarks of the graph do).
     """
 
-    def __init__(self, max_models: int = 32, shared_graphs: bool = False):
+    def __init__(
+        self,
+        max_models: int = 32,
+        shared_graphs: bool = False,
+        shared_flops_max: float = SHARED_FLOPS_MAX,
+    ):
         enable_compile_cache()
         self._models: collections.OrderedDict = collections.OrderedDict()
         self._results: dict = {}
         self._flops: dict = {}
+        self._graph_flops: dict = {}
         self._shapes: dict = {}
         self._graphs: dict = {}
         self._shared_variables: dict = {}
         self.max_models = max_models
         self.shared_graphs = shared_graphs
+        self.shared_flops_max = shared_flops_max
 
     def score(self, space, config: dict, options: ScoreOptions | None = None) -> Score:
         """Every proxy of one config (see :func:`ntknas.scoring.score`)."""
+        import jax
+
         from search_spaces import SearchSpace, get_space
 
         from .. import proxies
@@ -112,10 +135,11 @@ class Scorer:
         if memo in self._results:
             return self._results[memo]
         start = time.perf_counter()
-        route = self._route(space, config, options, self.shared_graphs)
+        route = self._route(space, config, options, "auto" if self.shared_graphs else "own")
         inputs = self._inputs(options, route.input_shape)
         t0 = time.perf_counter()
-        variables = self._initial(route, options, inputs)
+        # waited for: JAX dispatches asynchronously, and the kernel's seconds must not hold the draw
+        variables = jax.block_until_ready(self._initial(route, options, inputs))
         if route.path == "shared":
             n_params = self.count_params(space, config, options)
         else:
@@ -123,17 +147,13 @@ class Scorer:
         init_seconds = time.perf_counter() - t0
         compiled, cached, kernel, kernel_seconds = self._evaluate(route, variables, inputs, options)
         kernel_proxies = proxies.kernel_proxies(kernel, n_params)
-        if route.path == "shared":
-            flops = self.own_flops(space, config, options)
-        else:
-            flops = compiled.forward_flops
         score = Score(
             space=space.name,
             config=config,
             description=space.describe(config),
             kernel_proxies=kernel_proxies,
             params=n_params,
-            flops=flops,
+            flops=self.own_flops(space, config, options),
             method=compiled.method,
             ntk_flops=compiled.ntk_flops,
             path=route.path,
@@ -158,21 +178,37 @@ class Scorer:
 
     def own_flops(self, space, config: dict, options: ScoreOptions) -> float | None:
         """Forward FLOPs per example of the config's own network (cached; shape-only tracing)."""
-        import jax
-
         num_classes, input_shape = options.resolve_io(space)
         key = (space.name, canonical_json(config), num_classes, input_shape, options.bn)
         key += (options.float64,)
         if key not in self._flops:
             module = space.build(config, num_classes=num_classes, input_shape=input_shape)
-            f = _forward(module, options).f
-            x = jax.ShapeDtypeStruct((1, *input_shape), np.dtype(options.dtype))
             variables = self._own_shapes(space, config, options)
-            variables = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, x.dtype), variables)
-            params = variables["params"]
-            state = {k: v for k, v in variables.items() if k != "params"}
-            self._flops[key] = _forward_flops(f, params, state, x)
+            self._flops[key] = _flops_per_example(
+                _forward(module, options), variables, input_shape, options
+            )
         return self._flops[key]
+
+    def shared_flops(self, space, config: dict, options: ScoreOptions) -> float | None:
+        """Forward FLOPs per example of the shared graph that holds ``config`` (the same for
+        every config it holds; cached per graph and setting), or None when no graph holds it."""
+        import jax
+
+        num_classes, input_shape = options.resolve_io(space)
+        graph, arch = self._held(space, config, options)
+        if graph is None:
+            return None
+        key = (type(space), space.name, num_classes, input_shape, options.bn, options.float64)
+        if key not in self._graph_flops:
+            x = jax.ShapeDtypeStruct((1, *input_shape), np.float32)
+            variables = jax.eval_shape(
+                lambda k, x: graph.init_own(k, x, config), jax.random.PRNGKey(0), x
+            )
+            forward = _forward(graph.module, options, graph)
+            self._graph_flops[key] = _flops_per_example(
+                forward, variables, input_shape, options, arch
+            )
+        return self._graph_flops[key]
 
     def _own_shapes(self, space, config: dict, options: ScoreOptions) -> dict:
         """The shapes of a config's own initial variables (cached; shape-only tracing)."""
@@ -196,19 +232,36 @@ class Scorer:
                 self._graphs[key] = None
         return self._graphs[key]
 
-    def _route(self, space, config: dict, options: ScoreOptions, shared: bool) -> _Route:
-        """The path of a validated config: its space's shared graph if ``shared`` and the graph
-        holds it, else its own network."""
+    def _held(self, space, config: dict, options: ScoreOptions):
+        """``(graph, arch)``: the space's shared graph and the config's encoding, or
+        ``(None, None)`` when the space has no graph for this setting or it does not hold
+        the config."""
+        graph = self._graph(space, *options.resolve_io(space))
+        if graph is None:
+            return None, None
+        try:
+            return graph, graph.encode(config)
+        except ValueError:  # a config the graph does not hold (e.g. resnet's other stem)
+            return None, None
+
+    def _route(self, space, config: dict, options: ScoreOptions, path: str) -> _Route:
+        """How a validated config is scored.
+
+        Args:
+          path: ``"own"``; ``"shared"`` (when a graph holds the config, else own); or ``"auto"``,
+            the path rule (see :class:`Scorer`).
+        """
         num_classes, input_shape = options.resolve_io(space)
         shapes = (tuple(input_shape), options.batch, options.bn, options.dtype, options.method)
-        io = dict(config=config, num_classes=num_classes, input_shape=input_shape)
-        graph = self._graph(space, num_classes, input_shape) if shared else None
-        if graph is not None:
-            try:
-                arch = graph.encode(config)
-            except ValueError:  # a config the graph does not hold (e.g. resnet's other stem)
-                graph = None
-        if graph is not None:
+        graph, arch = self._held(space, config, options)
+        if path == "auto" and graph is not None:
+            own = self.own_flops(space, config, options)
+            shared = self.shared_flops(space, config, options)
+            # FLOPs XLA cannot count: the own network, which is right whatever its speed
+            fits = own is not None and shared is not None and shared <= self.shared_flops_max * own
+            path = "shared" if fits else "own"
+        io = dict(config=config, num_classes=num_classes, input_shape=input_shape, graph=graph)
+        if path == "shared" and graph is not None:
             key = ("shared graph", type(space), space.name, num_classes, shapes)
             forward = _forward(graph.module, options, graph)
             return _Route(path="shared", key=key, forward=forward, arch=arch, **io)
@@ -232,24 +285,25 @@ class Scorer:
     def _initial(self, route: _Route, options: ScoreOptions, inputs) -> dict:
         """The config's initial variables on its path, in the scoring dtype.
 
-        Own path: its network's ``init``, run eagerly (eager ops compile per shape, and the
-        candidates of a space share a handful of layer shapes; a jitted init would compile per
-        architecture). Shared path: the graph's ``init_own`` (compiled once per space); a graph
-        whose ``init`` holds every config's values (nb201) is initialized once per seed.
+        Own path: :func:`own_variables`. Shared path: the graph's ``init_own`` where its
+        ``init`` is None (compiled once per space and input shape), else its ``init`` (every
+        config's values at once, nb201), drawn once per seed.
         """
         import jax
 
         key = jax.random.PRNGKey(options.seed)
-        shared = route.forward.shared
-        if shared is None:
-            return _as_dtype(route.forward.init(key, inputs), _dtype(options))
-        if shared.init is None:
-            return _as_dtype(shared.init_own(key, inputs, route.config), _dtype(options))
-        memo = (route.key, options.seed, inputs.shape)
+        x = inputs[:1]  # initial values do not depend on the batch; one compile per input shape
+        graph = route.graph
+        if route.path == "own":
+            variables = own_variables(route.forward.module, graph, route.config, key, x)
+            return _as_dtype(variables, _dtype(options))
+        if graph.init is None:
+            return _as_dtype(graph.init_own(key, x, route.config), _dtype(options))
+        memo = (route.key, options.seed, x.shape)
         if memo not in self._shared_variables:
             while len(self._shared_variables) >= _SHARED_VARIABLES:
                 self._shared_variables.pop(next(iter(self._shared_variables)))
-            variables = _as_dtype(shared.init(key, inputs), _dtype(options))
+            variables = _as_dtype(graph.init(key, x), _dtype(options))
             self._shared_variables[memo] = variables
         return self._shared_variables[memo]
 
@@ -273,6 +327,36 @@ class Scorer:
         t0 = time.perf_counter()
         kernel = np.asarray(jax.block_until_ready(compiled.kernel(params, state, inputs, *arch)))
         return compiled, cached, kernel, time.perf_counter() - t0
+
+
+def own_variables(module, graph, config: dict, key, x) -> dict:
+    """A config's own initial variables, the values every path scores it with.
+
+    Where its space's shared graph holds the config and has no ``init`` (the masked graphs):
+    ``select(init_own(key, x, config), config)``, the same values the shared path uses (one
+    compiled initializer per space and input shape). Else its network's ``init``, run eagerly
+    (for nb201 the same values as the shared graph's ``init``).
+
+    Args:
+      module: the config's own network (``space.build(config, ...)``).
+      graph: the space's :class:`search_spaces.SharedGraph` for this setting, or None.
+      config: the validated config.
+      key: the PRNG key of the seed.
+      x: inputs ``(N, H, W, C)``; only their shape and dtype matter.
+    """
+    import jax
+
+    x = x[:1]  # the values do not depend on the batch: one compile per input shape
+    if graph is not None and graph.init is None:
+        try:
+            graph.encode(config)
+        except ValueError:  # a config the graph does not hold (e.g. resnet's other stem)
+            graph = None
+    if graph is None or graph.init is not None:
+        return module.init(key, x)
+    variables = graph.init_own(key, x, config)
+    # sliced in numpy: no eager XLA op (and compile) per own shape
+    return graph.select(jax.tree.map(np.asarray, variables), config)
 
 
 def _dtype(options: ScoreOptions):
@@ -317,8 +401,7 @@ def _forward(module, options: ScoreOptions, shared=None) -> _Forward:
             return out
 
         vmap_axes = None  # batch statistics couple the examples
-    init = module.init if shared is None else None  # a shared graph's: see Scorer._initial
-    return _Forward(module=module, f=f, vmap_axes=vmap_axes, init=init, shared=shared)
+    return _Forward(module=module, f=f, vmap_axes=vmap_axes, shared=shared)
 
 
 def _compile(forward: _Forward, options: ScoreOptions, params, state, inputs, arch) -> _Compiled:
@@ -346,25 +429,33 @@ def _compile(forward: _Forward, options: ScoreOptions, params, state, inputs, ar
         method, ntk_flops = expl.method, expl.estimates[expl.method].flops
     else:
         method, ntk_flops = options.method, _flops(exe.cost_analysis())
-    forward_flops = None
-    if forward.shared is None:  # a shared graph's FLOPs are not the config's (Scorer.own_flops)
-        one = jax.tree.map(lambda a: a[:1], inputs)
-        forward_flops = _forward_flops(forward.f, params, state, one)
     return _Compiled(
         forward=forward,
         kernel=kernel,
         method=method,
         ntk_flops=ntk_flops,
-        forward_flops=forward_flops,
         compile_seconds=compile_seconds,
     )
 
 
-def _forward_flops(f, params, state, x) -> float | None:
-    """XLA's FLOPs of one forward pass of ``x`` (arrays or shapes alone)."""
+def _flops_per_example(forward: _Forward, variables, input_shape, options: ScoreOptions, arch=None):
+    """XLA's FLOPs of one forward pass of one example, from shapes alone (lowered, not compiled).
+
+    Args:
+      variables: the variables' shapes (``jax.eval_shape`` of an init).
+      input_shape: (H, W, C) of the example.
+      arch: the encoding of a config, for a shared graph's forward.
+    """
     import jax
 
-    return _flops(jax.jit(lambda p, s, x: f(p, (x, s))).lower(params, state, x).cost_analysis())
+    dtype = np.dtype(options.dtype)
+    variables = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, dtype), variables)
+    params = variables["params"]
+    state = {k: v for k, v in variables.items() if k != "params"}
+    x = jax.ShapeDtypeStruct((1, *input_shape), dtype)
+    extra = () if arch is None else (jax.ShapeDtypeStruct(np.shape(arch), dtype),)
+    lowered = jax.jit(lambda p, s, x, *a: forward.f(p, (x, s, *a))).lower(params, state, x, *extra)
+    return _flops(lowered.cost_analysis())
 
 
 def _flops(cost) -> float | None:

@@ -9,7 +9,8 @@ from .. import proxies
 from ._objective import parse_objective, rank_sum
 
 # Columns in the order they are shown; the rich table shows only TABLE_COLUMNS (plus objectives).
-_META = ["method", "seconds", "batch", "data", "seed", "bn", "input_shape", "dtype"]
+_META = ["method", "path", "seconds", "compile_seconds", "init_seconds", "kernel_seconds"]
+_META += ["batch", "data", "seed", "bn", "input_shape", "dtype"]
 TABLE_COLUMNS = [
     "ntk_cond",
     "ntk_trace",
@@ -35,7 +36,9 @@ def leaderboard(study, top: int | None = None, sort: str | None = None):
 
     Returns:
       A ``pandas.DataFrame`` with columns ``rank``, ``trial``, ``description``, every proxy of
-      :data:`ntknas.proxies.PROXIES`, ``method``, ``seconds``, the scoring options, and ``config``
+      :data:`ntknas.proxies.PROXIES`, ``method``, ``path`` (which scored it: ``own`` or
+      ``shared``), ``seconds`` and its parts (``compile_seconds``, ``init_seconds``,
+      ``kernel_seconds``), the scoring options, and ``config``
       (canonical JSON). Multi-objective studies also get ``pareto`` (on the Pareto front); a
       rank-sum objective or sort adds ``rank_sum`` (ranks among all the rows listed, before
       ``top`` is applied; higher is better) and orders by it.

@@ -1,5 +1,8 @@
 """The shared path against the own path: the same kernel for the same parameters (float64), the
-config's own params and FLOPs, a deterministic draw per seed, and which path each rule picks."""
+same initial values and so the same scores for a seed, the config's own params and FLOPs, a
+deterministic draw per seed, and which path each rule picks."""
+
+import math
 
 import jax
 import numpy as np
@@ -52,8 +55,8 @@ def test_shared_kernel_equals_own_kernel_for_the_same_parameters(
     space = get_space(space_name)
     options = scoring.ScoreOptions(bn=bn, **_SMALL)
     config = space.validate(config)
-    own = shared_scorer._route(space, config, options, shared=False)
-    shared = shared_scorer._route(space, config, options, shared=True)
+    own = shared_scorer._route(space, config, options, "own")
+    shared = shared_scorer._route(space, config, options, "shared")
     assert (own.path, shared.path) == ("own", "shared")
     own_variables = shared_scorer._initial(
         own, options, shared_scorer._inputs(options, own.input_shape)
@@ -73,10 +76,10 @@ def test_shared_kernel_equals_own_kernel_for_the_same_parameters(
         assert p_shared[name] == pytest.approx(value, rel=1e-6, nan_ok=True), name
 
 
-@pytest.mark.parametrize("space_name, config, bn", _CASES[:1])
-def test_shared_path_scores_own_params_and_flops_deterministically(
-    shared_scorer, space_name, config, bn
-):
+@pytest.mark.parametrize("space_name, config, bn", _CASES[:2])
+def test_both_paths_score_the_same_for_a_seed(shared_scorer, space_name, config, bn, monkeypatch):
+    """One initializer for both paths: the same parameters, so the same proxies, params, FLOPs."""
+    monkeypatch.setattr(shared_scorer, "shared_flops_max", math.inf)  # the rule picks shared
     space = get_space(space_name)
     options = scoring.ScoreOptions(bn=bn, **_SMALL)
     got = shared_scorer.score(space, config, options)
@@ -84,6 +87,20 @@ def test_shared_path_scores_own_params_and_flops_deterministically(
     assert (got.path, ref.path) == ("shared", "own")
     assert got.params == ref.params and got.flops == ref.flops
     assert got.ntk_flops > ref.ntk_flops  # the largest network's kernel is computed
+    assert math.isfinite(ref["ntk_cond"]) and ref["ntk_trace"] > 0
+    for name, value in ref.kernel_proxies.items():
+        assert got[name] == pytest.approx(value, rel=1e-6, nan_ok=True), name
+
+
+@pytest.mark.parametrize("space_name, config, bn", _CASES[:1])
+def test_shared_path_draws_deterministically_per_seed(
+    shared_scorer, space_name, config, bn, monkeypatch
+):
+    monkeypatch.setattr(shared_scorer, "shared_flops_max", math.inf)
+    space = get_space(space_name)
+    options = scoring.ScoreOptions(bn=bn, **_SMALL)
+    got = shared_scorer.score(space, config, options)
+    assert got.path == "shared"
     assert got.as_dict()["path"] == "shared"
     # a new draw of the same seed through the compiled graph: the same scores, bit for bit
     shared_scorer._results.clear()
@@ -94,6 +111,45 @@ def test_shared_path_scores_own_params_and_flops_deterministically(
         space, config, scoring.ScoreOptions(bn=bn, **_SMALL | {"seed": 4})
     )
     assert other_seed["ntk_cond"] != got["ntk_cond"]
+
+
+@pytest.mark.parametrize("space_name", ["mlp", "resnet"])
+def test_own_variables_have_the_own_tree_shapes_and_dtypes(shared_scorer, space_name):
+    """select(init_own(...)) is exactly what the own network's init makes, leaf for leaf."""
+    space = get_space(space_name)
+    num_classes, input_shape = _SMALL["num_classes"], _SMALL["input_shape"]
+    graph = space.shared_graph(num_classes, input_shape)
+    x = np.random.default_rng(0).normal(size=(2, *input_shape)).astype(np.float32)
+    key = jax.random.PRNGKey(0)
+    for config in (next(iter(space.enumerate())), *[c for n, c, _ in _CASES if n == space_name]):
+        config = space.validate(config)
+        module = space.build(config, num_classes, input_shape)
+        got = scoring.own_variables(module, graph, config, key, x)
+        want = jax.eval_shape(module.init, key, x)
+        assert jax.tree.structure(got) == jax.tree.structure(want)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+            assert (a.shape, a.dtype) == (b.shape, b.dtype)
+        kernels = [a for a in jax.tree.leaves(got["params"]) if a.ndim >= 2]
+        assert kernels and all(np.abs(a).max() > 0 for a in kernels)  # drawn, not zeros
+
+
+def test_the_rule_sends_small_configs_to_their_own_network_and_large_ones_to_the_graph(
+    monkeypatch,
+):
+    """At mlp's real extent (depth 1..10, widths 64..2048; shapes only, nothing is compiled)."""
+    monkeypatch.setattr(mlp, "WIDTHS", (64, 2048))
+    monkeypatch.setattr(mlp, "MAX_DEPTH", 10)
+    space, options = get_space("mlp"), scoring.ScoreOptions()
+    scorer = scoring.Scorer(shared_graphs=True)
+    small = space.validate({"depth": 1, "width": 64, "activation": "relu"})
+    large = space.validate({"depth": 9, "width": 2048, "activation": "relu"})
+    graph_flops = scorer.shared_flops(space, small, options)
+    assert graph_flops == scorer.shared_flops(space, large, options)  # one figure per graph
+    assert graph_flops > scoring.SHARED_FLOPS_MAX * scorer.own_flops(space, small, options)
+    assert graph_flops <= scoring.SHARED_FLOPS_MAX * scorer.own_flops(space, large, options)
+    assert scorer._route(space, small, options, "auto").path == "own"
+    assert scorer._route(space, large, options, "auto").path == "shared"
+    assert scoring.Scorer()._route(space, large, options, "own").path == "own"
 
 
 def test_a_space_without_a_shared_graph_takes_the_own_path():
@@ -108,7 +164,7 @@ def test_a_config_the_graph_does_not_hold_takes_the_own_path(shared_scorer):
     space = get_space("resnet")
     options = scoring.ScoreOptions(batch=2, input_shape=(8, 8, 3), num_classes=2)
     config = space.validate({"block": "basic", "depths": [1, 1, 1], "width": 2, "stem": "imagenet"})
-    route = shared_scorer._route(space, config, options, shared=True)
+    route = shared_scorer._route(space, config, options, "shared")
     assert route.path == "own"
 
 

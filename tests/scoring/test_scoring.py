@@ -17,8 +17,10 @@ def _reference(space, config, *, batch, seed, input_shape, num_classes, train, d
     """ntk_cond and ntk_trace from J = jacrev(all logits of the batch), K = J Jᵀ, in float64."""
     module = space.build(config, num_classes=num_classes, input_shape=input_shape)
     x = jnp.asarray(data.load_batch(data_name, batch, input_shape, seed), jnp.float64)
-    variables = module.init(jax.random.PRNGKey(seed), x)
-    variables = jax.tree.map(lambda a: a.astype(jnp.float64), variables)
+    # the initial values every path scores with (select(init_own) for the masked spaces)
+    graph = space.shared_graph(num_classes, input_shape)
+    variables = scoring.own_variables(module, graph, config, jax.random.PRNGKey(seed), x)
+    variables = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), variables)
     params = variables["params"]
     state = {k: v for k, v in variables.items() if k != "params"}
 
