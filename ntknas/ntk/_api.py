@@ -14,8 +14,7 @@ from typing import Annotated, Any
 import jax
 
 from . import _auto, _jax_compat
-from ._batching import Batching
-from ._kernel import NtkMethod, cache_key, check_arrays, compute, parse_method
+from ._kernel import NtkMethod, Options, cache_key, check_arrays, compute, parse_method
 
 # Shape annotations (jaxtyping-style strings; jaxtyping itself is not a dependency).
 Kernel = Annotated[jax.Array, "n1 n2 o1 o2"]  # fewer axes with trace_axes / diagonal_axes
@@ -24,12 +23,19 @@ Batch = Annotated[Any, "pytree of arrays, batch on vmap_axes"]
 
 
 def explain(
-    f: Callable, x1: Batch, x2: Batch | None, params, trace_axes=(), diagonal_axes=(), vmap_axes=0
+    f: Callable,
+    x1: Batch,
+    x2: Batch | None,
+    params,
+    trace_axes=(),
+    diagonal_axes=(),
+    vmap_axes=0,
+    precision: str = "highest",
 ) -> _auto.Explanation:
     """The method ``method="auto"`` picks for these shapes, with each method's estimated cost.
 
     Args:
-      f, x1, x2, params, trace_axes, diagonal_axes, vmap_axes: as for :func:`ntk_fn`.
+      f, x1, x2, params, trace_axes, diagonal_axes, vmap_axes, precision: as for :func:`ntk_fn`.
 
     Returns:
       An :class:`Explanation`: ``.method`` (the chosen :class:`NtkMethod` value) and
@@ -38,9 +44,14 @@ def explain(
       model on XLA's forward-pass FLOPs where the method was too far behind to be worth lowering).
       Cached per (function, axes, shapes, dtypes): repeated calls cost nothing.
     """
-    key = cache_key(f, trace_axes, diagonal_axes, vmap_axes, x1, x2, params)
-    choice = _auto.CHOOSER.choose(key, f, trace_axes, diagonal_axes, vmap_axes, x1, x2, params)
-    return choice.explanation
+    options = Options(
+        trace_axes=trace_axes,
+        diagonal_axes=diagonal_axes,
+        vmap_axes=vmap_axes,
+        precision=precision,
+    )
+    key = cache_key(f, options, x1, x2, params)
+    return _auto.CHOOSER.choose(key, f, options, x1, x2, params).explanation
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,15 +65,11 @@ class KernelFn:
 
     f: Callable
     method: NtkMethod
-    trace_axes: tuple = ()
-    diagonal_axes: tuple = ()
-    vmap_axes: Any = 0
-    _batching: Batching = field(init=False, repr=False)
+    options: Options = Options()
     _run: Callable = field(init=False, repr=False)
     _executables: dict = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self):
-        object.__setattr__(self, "_batching", Batching.make(self.vmap_axes))
         object.__setattr__(self, "_run", jax.jit(self._traced))
 
     def __call__(self, x1: Batch, x2: Batch | None = None, params=None) -> Kernel:
@@ -88,18 +95,14 @@ class KernelFn:
         return exe
 
     def _key(self, x1, x2, params):
-        return cache_key(
-            self.f, self.trace_axes, self.diagonal_axes, self.vmap_axes, x1, x2, params
-        )
+        return cache_key(self.f, self.options, x1, x2, params)
 
     def _choose(self, x1, x2, params) -> _auto.Choice:
-        args = (self.f, self.trace_axes, self.diagonal_axes, self.vmap_axes, x1, x2, params)
-        return _auto.CHOOSER.choose(self._key(x1, x2, params), *args)
+        key = self._key(x1, x2, params)
+        return _auto.CHOOSER.choose(key, self.f, self.options, x1, x2, params)
 
     def _compute_fn(self, method: NtkMethod) -> Callable:
-        return functools.partial(
-            compute, self.f, method, self.trace_axes, self.diagonal_axes, self._batching
-        )
+        return functools.partial(compute, self.f, method, self.options)
 
     def _traced(self, x1, x2, params):
         m = self.method
@@ -129,6 +132,7 @@ def ntk_fn(
     trace_axes=(),
     diagonal_axes=(),
     vmap_axes=0,
+    precision: str = "highest",
 ) -> KernelFn:
     """The finite-width NTK of ``f`` as a function of two input batches and the parameters.
 
@@ -142,6 +146,13 @@ def ntk_fn(
       diagonal_axes: output axes of which only the diagonal is kept.
       vmap_axes: batch axis of inputs and outputs (int), ``None`` if examples are not
         independent (e.g. BatchNorm on batch statistics), or ``(in_axes, out_axis)``.
+      precision: the matmul precision of the kernel's contractions and of ``f``'s own matmuls
+        that name none, as a ``jax.default_matmul_precision`` string. ``"highest"`` (the
+        default) is full float32 whatever the global setting says; ``"tensorfloat32"``,
+        ``"bfloat16"`` or ``"default"`` (the backend's fastest) trade about 1e-3 relative error
+        for speed on GPUs and TPUs (CPUs compute float32 either way). Half-precision
+        (bfloat16, float16) parameters and inputs are promoted to float32: the kernel of ``f``
+        at those values, accumulated and returned in float32.
 
     Returns:
       A :class:`KernelFn`: ``kernel_fn(x1, x2=None, params)``; ``x2=None`` means ``x2 = x1``.
@@ -152,14 +163,20 @@ def ntk_fn(
       output, the matching pytree.
 
     Raises:
-      ValueError: unknown method, axes out of range, outputs that do not match.
+      ValueError: unknown method or precision, axes out of range, outputs that do not match.
       TypeError: non-array leaves in params or inputs.
 
     Example:
       >>> kernel_fn = ntk_fn(lambda p, x: x @ p["w"], trace_axes=(-1,))
       >>> K = kernel_fn(x1, x2, {"w": w})   # (N1, N2)
     """
-    return KernelFn(f, parse_method(method), trace_axes, diagonal_axes, vmap_axes)
+    options = Options(
+        trace_axes=trace_axes,
+        diagonal_axes=diagonal_axes,
+        vmap_axes=vmap_axes,
+        precision=precision,
+    )
+    return KernelFn(f, parse_method(method), options)
 
 
 def as_matrix(kernel: Kernel) -> KernelMatrix:

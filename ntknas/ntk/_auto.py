@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 from ._batching import Batching
-from ._kernel import NtkMethod, check_arrays, compute, output_shapes
+from ._kernel import NtkMethod, Options, check_arrays, compute, output_shapes
 
 # Rough throughput per backend: (FLOP/s, bytes/s). Only their ratio matters for the choice.
 _THROUGHPUT = {
@@ -157,19 +157,19 @@ class AutoChooser:
         """The cache keys, oldest first (each starts with the function)."""
         return list(self._explanations)
 
-    def choose(self, key, f, trace_axes, diagonal_axes, vmap_axes, x1, x2, params) -> Choice:
+    def choose(self, key, f, options: Options, x1, x2, params) -> Choice:
         """The choice for these shapes (``key`` from :func:`._kernel.cache_key`, or None)."""
         if key is not None and key in self._explanations:
             return Choice(self._explanations[key])
         check_arrays(params, "params")
         check_arrays(x1, "x1")
-        batching = Batching.make(vmap_axes)
+        batching = options.batching
         out1, _ = output_shapes(f, x1, x2, params)
         args = (x1, x2, params)
         estimates, lowered = {}, {}
 
         def lower_and_cost(m: NtkMethod) -> Estimate:
-            fn = functools.partial(compute, f, m, trace_axes, diagonal_axes, batching)
+            fn = functools.partial(compute, f, m, options)
             try:
                 lowered[m.value] = lower(fn, *args)
             except NotImplementedError as e:

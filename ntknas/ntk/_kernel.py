@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from . import _jacobian, _vector_products, structured
@@ -47,6 +49,64 @@ def parse_method(method) -> NtkMethod:
         raise ValueError(f"unknown NTK method {method!r}; choose one of {allowed}") from None
 
 
+# Matmul precisions a caller may ask for (the strings of ``jax.default_matmul_precision``).
+# "highest" (the default) keeps every contraction at full float32 whatever the global setting
+# says: on recent NVIDIA GPUs JAX's default float32 matmul is TF32 (about 1e-3 relative error),
+# which would turn a proxy that reads the smallest eigenvalue into rounding noise.
+PRECISIONS = (
+    "highest",
+    "float32",
+    "high",
+    "bfloat16_3x",
+    "tensorfloat32",
+    "default",
+    "bfloat16",
+)
+
+
+@dataclass(frozen=True)
+class Options:
+    """What every method is told besides the function and the arrays (see ``ntk_fn``)."""
+
+    trace_axes: Any = ()
+    diagonal_axes: Any = ()
+    vmap_axes: Any = 0
+    precision: str = "highest"
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            allowed = ", ".join(repr(p) for p in PRECISIONS)
+            raise ValueError(f"unknown precision {self.precision!r}; choose one of {allowed}")
+        Batching.make(self.vmap_axes)  # raises on a malformed vmap_axes
+
+    @property
+    def batching(self) -> Batching:
+        return Batching.make(self.vmap_axes)
+
+    def key(self) -> tuple:
+        return (
+            tuple(np.atleast_1d(self.trace_axes).tolist()),
+            tuple(np.atleast_1d(self.diagonal_axes).tolist()),
+            repr(self.vmap_axes),
+            self.precision,
+        )
+
+
+def is_floating(dtype) -> bool:
+    """True for every floating dtype, bfloat16 included (``np.issubdtype`` says no to it)."""
+    return bool(jnp.issubdtype(dtype, jnp.inexact))
+
+
+def _promote_half(tree):
+    """Floating leaves narrower than float32 (bfloat16, float16) promoted to float32."""
+
+    def up(a):
+        dt = jnp.dtype(a.dtype)
+        return a.astype(jnp.float32) if is_floating(dt) and dt.itemsize < 4 else a
+
+    return None if tree is None else jax.tree.map(up, tree)
+
+
 def check_arrays(tree, name: str) -> None:
     """Raises TypeError naming the first leaf of ``tree`` that is not an array (or not float)."""
     if tree is None:
@@ -55,7 +115,7 @@ def check_arrays(tree, name: str) -> None:
         if not (hasattr(leaf, "shape") and hasattr(leaf, "dtype")):
             where = jax.tree_util.keystr(path) or "(root)"
             raise TypeError(f"{name}{where} is a {type(leaf).__name__}, not an array")
-        if not np.issubdtype(np.dtype(leaf.dtype), np.inexact) and name == "params":
+        if name == "params" and not is_floating(leaf.dtype):
             where = jax.tree_util.keystr(path) or "(root)"
             raise TypeError(f"params{where} has dtype {leaf.dtype}; parameters must be floating")
 
@@ -71,8 +131,30 @@ def output_shapes(f, x1, x2, params):
     return out1, out2
 
 
-def compute(f, method: NtkMethod, trace_axes, diagonal_axes, batching: Batching, x1, x2, params):
-    """The kernel of every output leaf of ``f`` by one (concrete, not auto) method."""
+def compute(f, method: NtkMethod, options: Options, x1, x2, params):
+    """The kernel of every output leaf of ``f`` by one (concrete, not auto) method.
+
+    Contractions run at ``options.precision`` (whatever ``jax_default_matmul_precision`` says
+    outside); half-precision parameters and inputs are promoted to float32 first, so the kernel
+    is accumulated, and returned, in float32.
+    """
+    with _matmul_precision(options.precision):
+        return _compute(f, method, options, *_promote_half((x1, x2, params)))
+
+
+def _matmul_precision(precision: str):
+    # The setting is read when each dot_general is traced, so entering it inside the traced
+    # function fixes the precision of the kernel's contractions (and of f's own matmuls that
+    # name none); the caller's setting outside is left as it was.
+    return jax.default_matmul_precision(precision)
+
+
+def _compute(f, method: NtkMethod, options: Options, x1, x2, params):
+    trace_axes, diagonal_axes, batching = (
+        options.trace_axes,
+        options.diagonal_axes,
+        options.batching,
+    )
     out1, out2 = output_shapes(f, x1, x2, params)
     leaves1, tree = jax.tree.flatten(out1)
     leaves2 = jax.tree.leaves(out2)
@@ -104,13 +186,11 @@ def _avals(t):
     )
 
 
-def cache_key(f, trace_axes, diagonal_axes, vmap_axes, x1, x2, params) -> Any:
-    """A hashable key of (f, axes, shapes, dtypes, backend), or None if ``f`` is not hashable."""
+def cache_key(f, options: Options, x1, x2, params) -> Any:
+    """A hashable key of (f, options, shapes, dtypes, backend), or None if ``f`` is not hashable."""
     key = (
         f,
-        tuple(np.atleast_1d(trace_axes).tolist()),
-        tuple(np.atleast_1d(diagonal_axes).tolist()),
-        repr(vmap_axes),
+        options.key(),
         _avals(x1),
         _avals(x2),
         _avals(params),
