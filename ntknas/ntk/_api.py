@@ -31,11 +31,13 @@ def explain(
     diagonal_axes=(),
     vmap_axes=0,
     precision: str = "highest",
+    memory_budget: float | None = None,
 ) -> _auto.Explanation:
     """The method ``method="auto"`` picks for these shapes, with each method's estimated cost.
 
     Args:
-      f, x1, x2, params, trace_axes, diagonal_axes, vmap_axes, precision: as for :func:`ntk_fn`.
+      f, x1, x2, params, trace_axes, diagonal_axes, vmap_axes, precision, memory_budget: as
+        for :func:`ntk_fn`.
 
     Returns:
       An :class:`Explanation`: ``.method`` (the chosen :class:`NtkMethod` value) and
@@ -49,6 +51,7 @@ def explain(
         diagonal_axes=diagonal_axes,
         vmap_axes=vmap_axes,
         precision=precision,
+        memory_budget=memory_budget,
     )
     key = cache_key(f, options, x1, x2, params)
     return _auto.CHOOSER.choose(key, f, options, x1, x2, params).explanation
@@ -59,8 +62,8 @@ class KernelFn:
     """``kernel_fn(x1, x2=None, params)``: the NTK of ``f``, made by :func:`ntk_fn`.
 
     Compiled kernels are cached per input shapes; under the caller's ``jit``/``vmap`` the kernel
-    is traced as usual. With ``method="auto"`` the automatic choice's lowering of the chosen
-    method is compiled as is, so nothing is traced twice.
+    is traced as usual. With ``method="auto"`` the automatic choice's executable of the chosen
+    method is used as is, so nothing is traced or compiled twice.
     """
 
     f: Callable
@@ -116,13 +119,13 @@ class KernelFn:
         if key is None:
             return None
         if key not in self._executables:
-            m, lowered = self.method, None
+            m, compiled = self.method, None
             if m is NtkMethod.AUTO:
                 choice = self._choose(x1, x2, params)
-                m, lowered = NtkMethod(choice.explanation.method), choice.lowered
-            if lowered is None:
-                lowered = _auto.lower(self._compute_fn(m), x1, x2, params)
-            self._executables[key] = lowered.compile()
+                m, compiled = NtkMethod(choice.explanation.method), choice.compiled
+            if compiled is None:
+                compiled = _auto.lower(self._compute_fn(m), x1, x2, params).compile()
+            self._executables[key] = compiled
         return self._executables[key]
 
 
@@ -133,6 +136,7 @@ def ntk_fn(
     diagonal_axes=(),
     vmap_axes=0,
     precision: str = "highest",
+    memory_budget: float | None = None,
 ) -> KernelFn:
     """The finite-width NTK of ``f`` as a function of two input batches and the parameters.
 
@@ -153,6 +157,9 @@ def ntk_fn(
         for speed on GPUs and TPUs (CPUs compute float32 either way). Half-precision
         (bfloat16, float16) parameters and inputs are promoted to float32: the kernel of ``f``
         at those values, accumulated and returned in float32.
+      memory_budget: bytes the kernel's compiled program may hold at its peak (arguments,
+        outputs, temporaries); ``None``: 90% of an accelerator's memory, 50% of the physical
+        memory on CPU. ``method="auto"`` never picks a method whose compiled peak exceeds it.
 
     Returns:
       A :class:`KernelFn`: ``kernel_fn(x1, x2=None, params)``; ``x2=None`` means ``x2 = x1``.
@@ -175,6 +182,7 @@ def ntk_fn(
         diagonal_axes=diagonal_axes,
         vmap_axes=vmap_axes,
         precision=precision,
+        memory_budget=memory_budget,
     )
     return KernelFn(f, parse_method(method), options)
 

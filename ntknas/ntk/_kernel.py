@@ -6,6 +6,8 @@ Both the public surface (:mod:`._api`) and the automatic choice (:mod:`._auto`) 
 from __future__ import annotations
 
 import enum
+import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -72,8 +74,13 @@ class Options:
     diagonal_axes: Any = ()
     vmap_axes: Any = 0
     precision: str = "highest"
+    memory_budget: float | None = None  # bytes; None: a fraction of the device's memory
 
     def __post_init__(self):
+        if self.memory_budget is not None and not self.memory_budget > 0:
+            raise ValueError(
+                f"memory_budget must be a positive number of bytes, got {self.memory_budget!r}"
+            )
         if self.precision not in PRECISIONS:
             allowed = ", ".join(repr(p) for p in PRECISIONS)
             raise ValueError(f"unknown precision {self.precision!r}; choose one of {allowed}")
@@ -89,7 +96,40 @@ class Options:
             tuple(np.atleast_1d(self.diagonal_axes).tolist()),
             repr(self.vmap_axes),
             self.precision,
+            self.memory_budget,
         )
+
+
+# Default memory budgets: a fraction of what the device can hold (accelerators: XLA's allocator
+# limit, which already leaves room for the runtime; CPU: physical memory, shared with the rest of
+# the process and the machine).
+_BUDGET_FRACTION = {"cpu": 0.5, "accelerator": 0.9}
+
+
+def memory_budget(options: Options) -> float:
+    """The memory budget in bytes: ``options.memory_budget``, or the device's default."""
+    if options.memory_budget is not None:
+        return float(options.memory_budget)
+    return (
+        device_memory()
+        * _BUDGET_FRACTION["cpu" if jax.default_backend() == "cpu" else "accelerator"]
+    )
+
+
+def device_memory() -> float:
+    """Bytes the first local device can hold (CPU: physical memory; inf if nothing says)."""
+    device = jax.local_devices()[0]
+    stats = None
+    try:
+        stats = device.memory_stats()
+    except Exception:  # not every backend reports memory statistics
+        stats = None
+    if stats and stats.get("bytes_limit"):
+        return float(stats["bytes_limit"])
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return math.inf
 
 
 def is_floating(dtype) -> bool:
@@ -131,6 +171,10 @@ def output_shapes(f, x1, x2, params):
     return out1, out2
 
 
+# Private switch (tests only, flipped by ntknas.ntk._switches.switched): methods that raise.
+FAILING: frozenset = frozenset()
+
+
 def compute(f, method: NtkMethod, options: Options, x1, x2, params):
     """The kernel of every output leaf of ``f`` by one (concrete, not auto) method.
 
@@ -138,6 +182,8 @@ def compute(f, method: NtkMethod, options: Options, x1, x2, params):
     outside); half-precision parameters and inputs are promoted to float32 first, so the kernel
     is accumulated, and returned, in float32.
     """
+    if method.value in FAILING:
+        raise RuntimeError(f"{method.value} is switched off (a test of auto's fallback)")
     with _matmul_precision(options.precision):
         return _compute(f, method, options, *_promote_half((x1, x2, params)))
 
