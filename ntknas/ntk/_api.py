@@ -32,12 +32,13 @@ def explain(
     vmap_axes=0,
     precision: str = "highest",
     memory_budget: float | None = None,
+    block_size: int | None = None,
 ) -> _auto.Explanation:
     """The method ``method="auto"`` picks for these shapes, with each method's estimated cost.
 
     Args:
-      f, x1, x2, params, trace_axes, diagonal_axes, vmap_axes, precision, memory_budget: as
-        for :func:`ntk_fn`.
+      f, x1, x2, params, trace_axes, diagonal_axes, vmap_axes, precision, memory_budget,
+        block_size: as for :func:`ntk_fn`.
 
     Returns:
       An :class:`Explanation`: ``.method`` (the chosen :class:`NtkMethod` value) and
@@ -52,6 +53,7 @@ def explain(
         vmap_axes=vmap_axes,
         precision=precision,
         memory_budget=memory_budget,
+        block_size=block_size,
     )
     key = cache_key(f, options, x1, x2, params)
     return _auto.CHOOSER.choose(key, f, options, x1, x2, params).explanation
@@ -137,6 +139,7 @@ def ntk_fn(
     vmap_axes=0,
     precision: str = "highest",
     memory_budget: float | None = None,
+    block_size: int | None = None,
 ) -> KernelFn:
     """The finite-width NTK of ``f`` as a function of two input batches and the parameters.
 
@@ -159,7 +162,11 @@ def ntk_fn(
         at those values, accumulated and returned in float32.
       memory_budget: bytes the kernel's compiled program may hold at its peak (arguments,
         outputs, temporaries); ``None``: 90% of an accelerator's memory, 50% of the physical
-        memory on CPU. ``method="auto"`` never picks a method whose compiled peak exceeds it.
+        memory on CPU. ``method="auto"`` never picks a method whose compiled peak exceeds it,
+        and NTK-vector products and structured derivatives walk the output basis in blocks
+        (``lax.map``) sized to half of it.
+      block_size: output basis vectors evaluated at once, overriding the size chosen from
+        ``memory_budget`` (the kernel is the same to float rounding for every block size).
 
     Returns:
       A :class:`KernelFn`: ``kernel_fn(x1, x2=None, params)``; ``x2=None`` means ``x2 = x1``.
@@ -183,6 +190,7 @@ def ntk_fn(
         vmap_axes=vmap_axes,
         precision=precision,
         memory_budget=memory_budget,
+        block_size=block_size,
     )
     return KernelFn(f, parse_method(method), options)
 

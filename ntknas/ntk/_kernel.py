@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from . import _jacobian, _vector_products, structured
 from ._axes import OutputAxes
 from ._batching import Batching
+from ._blocks import Blocking
+from ._dtypes import PRECISIONS, is_floating, matmul_precision, promote_half
 
 
 class NtkMethod(str, enum.Enum):
@@ -51,21 +52,6 @@ def parse_method(method) -> NtkMethod:
         raise ValueError(f"unknown NTK method {method!r}; choose one of {allowed}") from None
 
 
-# Matmul precisions a caller may ask for (the strings of ``jax.default_matmul_precision``).
-# "highest" (the default) keeps every contraction at full float32 whatever the global setting
-# says: on recent NVIDIA GPUs JAX's default float32 matmul is TF32 (about 1e-3 relative error),
-# which would turn a proxy that reads the smallest eigenvalue into rounding noise.
-PRECISIONS = (
-    "highest",
-    "float32",
-    "high",
-    "bfloat16_3x",
-    "tensorfloat32",
-    "default",
-    "bfloat16",
-)
-
-
 @dataclass(frozen=True)
 class Options:
     """What every method is told besides the function and the arrays (see ``ntk_fn``)."""
@@ -75,8 +61,13 @@ class Options:
     vmap_axes: Any = 0
     precision: str = "highest"
     memory_budget: float | None = None  # bytes; None: a fraction of the device's memory
+    block_size: int | None = None  # output basis vectors at once; None: from memory_budget
 
     def __post_init__(self):
+        if self.block_size is not None and not (
+            isinstance(self.block_size, int) and self.block_size >= 1
+        ):
+            raise ValueError(f"block_size must be a positive int or None, got {self.block_size!r}")
         if self.memory_budget is not None and not self.memory_budget > 0:
             raise ValueError(
                 f"memory_budget must be a positive number of bytes, got {self.memory_budget!r}"
@@ -97,6 +88,7 @@ class Options:
             repr(self.vmap_axes),
             self.precision,
             self.memory_budget,
+            self.block_size,
         )
 
 
@@ -130,21 +122,6 @@ def device_memory() -> float:
         return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):
         return math.inf
-
-
-def is_floating(dtype) -> bool:
-    """True for every floating dtype, bfloat16 included (``np.issubdtype`` says no to it)."""
-    return bool(jnp.issubdtype(dtype, jnp.inexact))
-
-
-def _promote_half(tree):
-    """Floating leaves narrower than float32 (bfloat16, float16) promoted to float32."""
-
-    def up(a):
-        dt = jnp.dtype(a.dtype)
-        return a.astype(jnp.float32) if is_floating(dt) and dt.itemsize < 4 else a
-
-    return None if tree is None else jax.tree.map(up, tree)
 
 
 def check_arrays(tree, name: str) -> None:
@@ -184,15 +161,8 @@ def compute(f, method: NtkMethod, options: Options, x1, x2, params):
     """
     if method.value in FAILING:
         raise RuntimeError(f"{method.value} is switched off (a test of auto's fallback)")
-    with _matmul_precision(options.precision):
-        return _compute(f, method, options, *_promote_half((x1, x2, params)))
-
-
-def _matmul_precision(precision: str):
-    # The setting is read when each dot_general is traced, so entering it inside the traced
-    # function fixes the precision of the kernel's contractions (and of f's own matmuls that
-    # name none); the caller's setting outside is left as it was.
-    return jax.default_matmul_precision(precision)
+    with matmul_precision(options.precision):
+        return _compute(f, method, options, *promote_half((x1, x2, params)))
 
 
 def _compute(f, method: NtkMethod, options: Options, x1, x2, params):
@@ -205,6 +175,9 @@ def _compute(f, method: NtkMethod, options: Options, x1, x2, params):
     leaves1, tree = jax.tree.flatten(out1)
     leaves2 = jax.tree.leaves(out2)
     impl = _IMPLS[method]
+    # Half the budget for the blocks of basis vectors; the rest for what they share (residuals
+    # of the linearization, factors, the kernel itself).
+    blocking = Blocking(memory_budget(options) / 2, options.block_size)
     kernels = []
     for i, (o1, o2) in enumerate(zip(leaves1, leaves2, strict=True)):
         axes = OutputAxes.make(o1.ndim, trace_axes, diagonal_axes)
@@ -212,7 +185,7 @@ def _compute(f, method: NtkMethod, options: Options, x1, x2, params):
         if batching.batched:
             batching.out_axis_for(o1.ndim)
         f_i = f if tree.num_leaves == 1 and tree == jax.tree.structure(0) else _leaf_fn(f, i)
-        kernels.append(impl(f_i, x1, x2, params, axes, batching))
+        kernels.append(impl(f_i, x1, x2, params, axes, batching, blocking))
     return jax.tree.unflatten(tree, kernels)
 
 
