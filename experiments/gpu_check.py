@@ -46,7 +46,7 @@ def _row(r: dict) -> str:
     return (
         f"{r['case']:26s} {r['method']:24s} compile {r['compile_s']:6.2f} s  "
         f"run {r['seconds']:9.4f} s  peak {r['peak_bytes'] / 1e9:7.2f} GB{device}  "
-        f"{r['flops'] / 1e12:8.3f} TFLOP  {r['tflops_per_s']:7.2f} TFLOP/s"
+        f"{r['flops'] / 1e9:10.2f} GFLOP  {r['tflops_per_s']:8.4f} TFLOP/s"
     )
 
 

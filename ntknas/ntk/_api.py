@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import jax
+import numpy as np
 
 from . import _auto, _jax_compat
+from ._batching import Batching
 from ._kernel import NtkMethod, Options, cache_key, check_arrays, compute, parse_method
 
 # Shape annotations (jaxtyping-style strings; jaxtyping itself is not a dependency).
@@ -85,6 +87,8 @@ class KernelFn:
             check_arrays(x2, "x2")
             if jax.tree.structure(x1) != jax.tree.structure(x2):
                 raise ValueError("x1 and x2 must have the same pytree structure")
+        if self._shardable(x1):
+            return self._sharded(x1, x2, params)
         if _jax_compat.contains_tracer((x1, x2, params)):
             return self._run(x1, x2, params)  # inside the caller's jit/vmap: trace as usual
         exe = self._compiled(x1, x2, params)
@@ -98,6 +102,35 @@ class KernelFn:
         if exe is None:
             raise TypeError("f is not hashable, so its compiled kernels cannot be cached")
         return exe
+
+    def _shardable(self, x1) -> bool:
+        """Sharding asked for, several local devices, and x1's batch (axis 0) splits evenly."""
+        o = self.options
+        if not o.shard or len(jax.local_devices()) < 2 or o.vmap_axes != 0:
+            return False
+        if 0 in np.atleast_1d(o.trace_axes).tolist() + np.atleast_1d(o.diagonal_axes).tolist():
+            return False  # the kernel would not keep x1's batch axis first
+        n = Batching.make(0).batch_size(x1)
+        return n % len(jax.local_devices()) == 0
+
+    def _sharded(self, x1, x2, params):
+        """Rows of the kernel (blocks of x1's examples) computed on every local device at once."""
+        key = ("shard", self._key(x1, x2, params))
+        if key not in self._executables:
+            m = self.method
+            if m is NtkMethod.AUTO:
+                m = NtkMethod(self._choose(x1, x2, params).explanation.method)
+            mesh = jax.sharding.Mesh(np.array(jax.local_devices()), ("devices",))
+            spec, whole = jax.sharding.PartitionSpec("devices"), jax.sharding.PartitionSpec()
+            fn = jax.shard_map(
+                self._compute_fn(m),
+                mesh=mesh,
+                in_specs=(spec, whole, whole),
+                out_specs=spec,
+                check_vma=False,
+            )
+            self._executables[key] = jax.jit(fn)
+        return self._executables[key](x1, x1 if x2 is None else x2, params)
 
     def _key(self, x1, x2, params):
         return cache_key(self.f, self.options, x1, x2, params)
@@ -140,6 +173,7 @@ def ntk_fn(
     precision: str = "highest",
     memory_budget: float | None = None,
     block_size: int | None = None,
+    shard: bool = False,
 ) -> KernelFn:
     """The finite-width NTK of ``f`` as a function of two input batches and the parameters.
 
@@ -167,6 +201,13 @@ def ntk_fn(
         (``lax.map``) sized to half of it.
       block_size: output basis vectors evaluated at once, overriding the size chosen from
         ``memory_budget`` (the kernel is the same to float rounding for every block size).
+      shard: with several local devices, split x1's examples over all of them (``shard_map``;
+        each device computes its rows of the kernel against the whole x2). Needs
+        ``vmap_axes=0``, axis 0 neither traced nor diagonal, and N1 divisible by the device
+        count; otherwise the kernel is computed on one device as usual. ``--jobs`` runs
+        separate processes (one architecture each); sharding splits one kernel: with J jobs
+        and D devices per process, give each process its own devices (e.g.
+        ``CUDA_VISIBLE_DEVICES``) rather than sharing all D among J.
 
     Returns:
       A :class:`KernelFn`: ``kernel_fn(x1, x2=None, params)``; ``x2=None`` means ``x2 = x1``.
@@ -191,6 +232,7 @@ def ntk_fn(
         precision=precision,
         memory_budget=memory_budget,
         block_size=block_size,
+        shard=shard,
     )
     return KernelFn(f, parse_method(method), options)
 

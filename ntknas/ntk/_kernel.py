@@ -62,6 +62,7 @@ class Options:
     precision: str = "highest"
     memory_budget: float | None = None  # bytes; None: a fraction of the device's memory
     block_size: int | None = None  # output basis vectors at once; None: from memory_budget
+    shard: bool = False  # x1's examples split over all local devices (shard_map)
 
     def __post_init__(self):
         if self.block_size is not None and not (
@@ -89,6 +90,7 @@ class Options:
             self.precision,
             self.memory_budget,
             self.block_size,
+            self.shard,
         )
 
 
