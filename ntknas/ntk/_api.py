@@ -46,17 +46,21 @@ def explain(
       An :class:`Explanation`: ``.method`` (the chosen :class:`NtkMethod` value) and
       ``.estimates`` (method -> FLOPs, bytes, estimated seconds, and where they came from:
       ``"xla"`` for XLA's cost analysis of the lowered method, ``"model"`` for the paper's cost
-      model on XLA's forward-pass FLOPs where the method was too far behind to be worth lowering).
-      Cached per (function, axes, shapes, dtypes): repeated calls cost nothing.
+      model on XLA's forward-pass FLOPs where the method was too far behind to be worth lowering),
+      with each compiled method's peak memory, ``.skipped`` (method -> why it was not chosen:
+      an error, or a peak over the memory budget) and ``.budget_bytes``. Cached per (function,
+      options, shapes, dtypes): repeated calls cost nothing.
     """
-    options = Options(
-        trace_axes=trace_axes,
-        diagonal_axes=diagonal_axes,
-        vmap_axes=vmap_axes,
-        precision=precision,
-        memory_budget=memory_budget,
-        block_size=block_size,
-    )
+    options = ntk_fn(
+        f,
+        NtkMethod.AUTO,
+        trace_axes,
+        diagonal_axes,
+        vmap_axes,
+        precision,
+        memory_budget,
+        block_size,
+    ).options
     key = cache_key(f, options, x1, x2, params)
     return _auto.CHOOSER.choose(key, f, options, x1, x2, params).explanation
 
