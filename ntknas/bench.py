@@ -23,6 +23,7 @@ import jax
 import numpy as np
 
 from ntknas import ntk
+from ntknas.ntk._auto import peak_bytes
 
 METHODS = ("jacobian_contraction", "ntk_vector_products", "structured_derivatives")
 
@@ -81,16 +82,25 @@ def cnn_case(
     return Case(f"cnn W={width} O={o}", f, params, x, dict(family="cnn", W=width, O=o, N=n))
 
 
-def vit_case(o: int, n: int = 8, seed: int = 0) -> Case | None:
-    """A vit-small candidate at the space's default input, or None without search_spaces."""
+def vit_case(
+    o: int, n: int = 8, seed: int = 0, config: dict | None = None, input_shape=None
+) -> Case | None:
+    """A vit-small candidate, or None without search_spaces.
+
+    Args:
+      o, n: logits and examples.
+      config: a vit-small config (default: a small sampled one).
+      input_shape: (H, W, C) (default: the space's default input).
+    """
     try:
         from search_spaces import get_space
     except ImportError:
         return None
     space = get_space("vit-small")
-    config = _smallest_config(space)
-    model = space.build(config, num_classes=o)
-    x = jax.random.normal(jax.random.PRNGKey(seed + 1), (n, *space.default_input_shape))
+    config = _smallest_config(space) if config is None else space.validate(config)
+    input_shape = tuple(input_shape or space.default_input_shape)
+    model = space.build(config, num_classes=o, input_shape=input_shape)
+    x = jax.random.normal(jax.random.PRNGKey(seed + 1), (n, *input_shape))
     variables = model.init(jax.random.PRNGKey(seed), x)
     rest = {k: v for k, v in variables.items() if k != "params"}
 
@@ -120,16 +130,15 @@ def _smallest_config(space):
 
 
 def _peak_bytes(compiled) -> float:
-    try:
-        m = compiled.memory_analysis()
-        return float(
-            m.argument_size_in_bytes
-            + m.output_size_in_bytes
-            + m.temp_size_in_bytes
-            - m.alias_size_in_bytes
-        )
-    except Exception:
-        return math.nan
+    peak = peak_bytes(compiled)
+    return math.nan if peak is None else peak
+
+
+def _flops(compiled) -> float:
+    cost = compiled.cost_analysis()
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else None
+    return float(cost.get("flops", math.nan)) if cost else math.nan
 
 
 def measure(case: Case, method: str, repeats: int, timeout: float, mem_limit: float) -> dict:
@@ -141,10 +150,11 @@ def measure(case: Case, method: str, repeats: int, timeout: float, mem_limit: fl
     t0 = time.perf_counter()
     try:
         compiled = fn.lower(case.x, case.params).compile()
-    except NotImplementedError as e:
-        return {**row, "status": f"unavailable: {e}"}
+    except Exception as e:  # unsupported, or out of memory while compiling: report, go on
+        return {**row, "status": f"unavailable: {type(e).__name__}: {str(e)[:120]}"}
     row["compile_s"] = time.perf_counter() - t0
     row["peak_bytes"] = _peak_bytes(compiled)
+    row["flops"] = _flops(compiled)
     if row["peak_bytes"] > mem_limit:
         return {**row, "status": "skipped: memory"}
     times = []
@@ -156,6 +166,7 @@ def measure(case: Case, method: str, repeats: int, timeout: float, mem_limit: fl
             break
     kept = times[1:] or times
     row["seconds"] = statistics.median(kept)
+    row["tflops_per_s"] = row["flops"] / row["seconds"] / 1e12
     row["status"] = "ok" if len(times) > 1 else "slow: 1 run"
     stats = jax.devices()[0].memory_stats() or {}
     if "peak_bytes_in_use" in stats:

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import jax
+import numpy as np
 
 from . import _auto, _jax_compat
 from ._batching import Batching
-from ._kernel import NtkMethod, cache_key, check_arrays, compute, parse_method
+from ._kernel import NtkMethod, Options, cache_key, check_arrays, compute, parse_method
 
 # Shape annotations (jaxtyping-style strings; jaxtyping itself is not a dependency).
 Kernel = Annotated[jax.Array, "n1 n2 o1 o2"]  # fewer axes with trace_axes / diagonal_axes
@@ -24,23 +25,44 @@ Batch = Annotated[Any, "pytree of arrays, batch on vmap_axes"]
 
 
 def explain(
-    f: Callable, x1: Batch, x2: Batch | None, params, trace_axes=(), diagonal_axes=(), vmap_axes=0
+    f: Callable,
+    x1: Batch,
+    x2: Batch | None,
+    params,
+    trace_axes=(),
+    diagonal_axes=(),
+    vmap_axes=0,
+    precision: str = "highest",
+    memory_budget: float | None = None,
+    block_size: int | None = None,
 ) -> _auto.Explanation:
     """The method ``method="auto"`` picks for these shapes, with each method's estimated cost.
 
     Args:
-      f, x1, x2, params, trace_axes, diagonal_axes, vmap_axes: as for :func:`ntk_fn`.
+      f, x1, x2, params, trace_axes, diagonal_axes, vmap_axes, precision, memory_budget,
+        block_size: as for :func:`ntk_fn`.
 
     Returns:
       An :class:`Explanation`: ``.method`` (the chosen :class:`NtkMethod` value) and
       ``.estimates`` (method -> FLOPs, bytes, estimated seconds, and where they came from:
       ``"xla"`` for XLA's cost analysis of the lowered method, ``"model"`` for the paper's cost
-      model on XLA's forward-pass FLOPs where the method was too far behind to be worth lowering).
-      Cached per (function, axes, shapes, dtypes): repeated calls cost nothing.
+      model on XLA's forward-pass FLOPs where the method was too far behind to be worth lowering),
+      with each compiled method's peak memory, ``.skipped`` (method -> why it was not chosen:
+      an error, or a peak over the memory budget) and ``.budget_bytes``. Cached per (function,
+      options, shapes, dtypes): repeated calls cost nothing.
     """
-    key = cache_key(f, trace_axes, diagonal_axes, vmap_axes, x1, x2, params)
-    choice = _auto.CHOOSER.choose(key, f, trace_axes, diagonal_axes, vmap_axes, x1, x2, params)
-    return choice.explanation
+    options = ntk_fn(
+        f,
+        NtkMethod.AUTO,
+        trace_axes,
+        diagonal_axes,
+        vmap_axes,
+        precision,
+        memory_budget,
+        block_size,
+    ).options
+    key = cache_key(f, options, x1, x2, params)
+    return _auto.CHOOSER.choose(key, f, options, x1, x2, params).explanation
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,21 +70,17 @@ class KernelFn:
     """``kernel_fn(x1, x2=None, params)``: the NTK of ``f``, made by :func:`ntk_fn`.
 
     Compiled kernels are cached per input shapes; under the caller's ``jit``/``vmap`` the kernel
-    is traced as usual. With ``method="auto"`` the automatic choice's lowering of the chosen
-    method is compiled as is, so nothing is traced twice.
+    is traced as usual. With ``method="auto"`` the automatic choice's executable of the chosen
+    method is used as is, so nothing is traced or compiled twice.
     """
 
     f: Callable
     method: NtkMethod
-    trace_axes: tuple = ()
-    diagonal_axes: tuple = ()
-    vmap_axes: Any = 0
-    _batching: Batching = field(init=False, repr=False)
+    options: Options = Options()
     _run: Callable = field(init=False, repr=False)
     _executables: dict = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self):
-        object.__setattr__(self, "_batching", Batching.make(self.vmap_axes))
         object.__setattr__(self, "_run", jax.jit(self._traced))
 
     def __call__(self, x1: Batch, x2: Batch | None = None, params=None) -> Kernel:
@@ -73,6 +91,8 @@ class KernelFn:
             check_arrays(x2, "x2")
             if jax.tree.structure(x1) != jax.tree.structure(x2):
                 raise ValueError("x1 and x2 must have the same pytree structure")
+        if self._shardable(x1):
+            return self._sharded(x1, x2, params)
         if _jax_compat.contains_tracer((x1, x2, params)):
             return self._run(x1, x2, params)  # inside the caller's jit/vmap: trace as usual
         exe = self._compiled(x1, x2, params)
@@ -87,19 +107,44 @@ class KernelFn:
             raise TypeError("f is not hashable, so its compiled kernels cannot be cached")
         return exe
 
+    def _shardable(self, x1) -> bool:
+        """Sharding asked for, several local devices, and x1's batch (axis 0) splits evenly."""
+        o = self.options
+        if not o.shard or len(jax.local_devices()) < 2 or o.vmap_axes != 0:
+            return False
+        if 0 in np.atleast_1d(o.trace_axes).tolist() + np.atleast_1d(o.diagonal_axes).tolist():
+            return False  # the kernel would not keep x1's batch axis first
+        n = Batching.make(0).batch_size(x1)
+        return n % len(jax.local_devices()) == 0
+
+    def _sharded(self, x1, x2, params):
+        """Rows of the kernel (blocks of x1's examples) computed on every local device at once."""
+        key = ("shard", self._key(x1, x2, params))
+        if key not in self._executables:
+            m = self.method
+            if m is NtkMethod.AUTO:
+                m = NtkMethod(self._choose(x1, x2, params).explanation.method)
+            mesh = jax.sharding.Mesh(np.array(jax.local_devices()), ("devices",))
+            spec, whole = jax.sharding.PartitionSpec("devices"), jax.sharding.PartitionSpec()
+            fn = jax.shard_map(
+                self._compute_fn(m),
+                mesh=mesh,
+                in_specs=(spec, whole, whole),
+                out_specs=spec,
+                check_vma=False,
+            )
+            self._executables[key] = jax.jit(fn)
+        return self._executables[key](x1, x1 if x2 is None else x2, params)
+
     def _key(self, x1, x2, params):
-        return cache_key(
-            self.f, self.trace_axes, self.diagonal_axes, self.vmap_axes, x1, x2, params
-        )
+        return cache_key(self.f, self.options, x1, x2, params)
 
     def _choose(self, x1, x2, params) -> _auto.Choice:
-        args = (self.f, self.trace_axes, self.diagonal_axes, self.vmap_axes, x1, x2, params)
-        return _auto.CHOOSER.choose(self._key(x1, x2, params), *args)
+        key = self._key(x1, x2, params)
+        return _auto.CHOOSER.choose(key, self.f, self.options, x1, x2, params)
 
     def _compute_fn(self, method: NtkMethod) -> Callable:
-        return functools.partial(
-            compute, self.f, method, self.trace_axes, self.diagonal_axes, self._batching
-        )
+        return functools.partial(compute, self.f, method, self.options)
 
     def _traced(self, x1, x2, params):
         m = self.method
@@ -113,13 +158,13 @@ class KernelFn:
         if key is None:
             return None
         if key not in self._executables:
-            m, lowered = self.method, None
+            m, compiled = self.method, None
             if m is NtkMethod.AUTO:
                 choice = self._choose(x1, x2, params)
-                m, lowered = NtkMethod(choice.explanation.method), choice.lowered
-            if lowered is None:
-                lowered = _auto.lower(self._compute_fn(m), x1, x2, params)
-            self._executables[key] = lowered.compile()
+                m, compiled = NtkMethod(choice.explanation.method), choice.compiled
+            if compiled is None:
+                compiled = _auto.lower(self._compute_fn(m), x1, x2, params).compile()
+            self._executables[key] = compiled
         return self._executables[key]
 
 
@@ -129,6 +174,10 @@ def ntk_fn(
     trace_axes=(),
     diagonal_axes=(),
     vmap_axes=0,
+    precision: str = "highest",
+    memory_budget: float | None = None,
+    block_size: int | None = None,
+    shard: bool = False,
 ) -> KernelFn:
     """The finite-width NTK of ``f`` as a function of two input batches and the parameters.
 
@@ -142,6 +191,27 @@ def ntk_fn(
       diagonal_axes: output axes of which only the diagonal is kept.
       vmap_axes: batch axis of inputs and outputs (int), ``None`` if examples are not
         independent (e.g. BatchNorm on batch statistics), or ``(in_axes, out_axis)``.
+      precision: the matmul precision of the kernel's contractions and of ``f``'s own matmuls
+        that name none, as a ``jax.default_matmul_precision`` string. ``"highest"`` (the
+        default) is full float32 whatever the global setting says; ``"tensorfloat32"``,
+        ``"bfloat16"`` or ``"default"`` (the backend's fastest) trade about 1e-3 relative error
+        for speed on GPUs and TPUs (CPUs compute float32 either way). Half-precision
+        (bfloat16, float16) parameters and inputs are promoted to float32: the kernel of ``f``
+        at those values, accumulated and returned in float32.
+      memory_budget: bytes the kernel's compiled program may hold at its peak (arguments,
+        outputs, temporaries); ``None``: 90% of an accelerator's memory, 50% of the physical
+        memory on CPU. ``method="auto"`` never picks a method whose compiled peak exceeds it,
+        and NTK-vector products and structured derivatives walk the output basis in blocks
+        (``lax.map``) sized to half of it.
+      block_size: output basis vectors evaluated at once, overriding the size chosen from
+        ``memory_budget`` (the kernel is the same to float rounding for every block size).
+      shard: with several local devices, split x1's examples over all of them (``shard_map``;
+        each device computes its rows of the kernel against the whole x2). Needs
+        ``vmap_axes=0``, axis 0 neither traced nor diagonal, and N1 divisible by the device
+        count; otherwise the kernel is computed on one device as usual. ``--jobs`` runs
+        separate processes (one architecture each); sharding splits one kernel: with J jobs
+        and D devices per process, give each process its own devices (e.g.
+        ``CUDA_VISIBLE_DEVICES``) rather than sharing all D among J.
 
     Returns:
       A :class:`KernelFn`: ``kernel_fn(x1, x2=None, params)``; ``x2=None`` means ``x2 = x1``.
@@ -152,14 +222,23 @@ def ntk_fn(
       output, the matching pytree.
 
     Raises:
-      ValueError: unknown method, axes out of range, outputs that do not match.
+      ValueError: unknown method or precision, axes out of range, outputs that do not match.
       TypeError: non-array leaves in params or inputs.
 
     Example:
       >>> kernel_fn = ntk_fn(lambda p, x: x @ p["w"], trace_axes=(-1,))
       >>> K = kernel_fn(x1, x2, {"w": w})   # (N1, N2)
     """
-    return KernelFn(f, parse_method(method), trace_axes, diagonal_axes, vmap_axes)
+    options = Options(
+        trace_axes=trace_axes,
+        diagonal_axes=diagonal_axes,
+        vmap_axes=vmap_axes,
+        precision=precision,
+        memory_budget=memory_budget,
+        block_size=block_size,
+        shard=shard,
+    )
+    return KernelFn(f, parse_method(method), options)
 
 
 def as_matrix(kernel: Kernel) -> KernelMatrix:

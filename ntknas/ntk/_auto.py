@@ -7,6 +7,12 @@ whichever of them could come within 2x of the best so far is then lowered and co
 so close calls are decided by XLA's counts and hopeless ones cost no tracing. Estimated seconds =
 FLOPs / peak + bytes / bandwidth, with per-backend constants.
 
+Fail-safe: methods are then tried fastest first. Each is lowered (if it was not) and compiled;
+one whose compiled peak memory (``memory_analysis()``: arguments + outputs + temporaries)
+exceeds the memory budget, or whose lowering or compiling raises anything at all, is skipped
+with its reason, and the next is tried. The first that compiles within budget is chosen, and
+its executable is handed to the caller, so nothing is compiled twice.
+
 :class:`AutoChooser` owns the choice: it caches each :class:`Explanation` per (function, axes,
 batching, shapes, dtypes) and hands the chosen method's lowering to the caller that asked for it
 (a :class:`ntknas.ntk.KernelFn` compiling), so the chosen method is not traced twice.
@@ -14,6 +20,7 @@ batching, shapes, dtypes) and hands the chosen method's lowering to the caller t
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -24,7 +31,7 @@ import jax
 import numpy as np
 
 from ._batching import Batching
-from ._kernel import NtkMethod, check_arrays, compute, output_shapes
+from ._kernel import NtkMethod, Options, check_arrays, compute, memory_budget, output_shapes
 
 # Rough throughput per backend: (FLOP/s, bytes/s). Only their ratio matters for the choice.
 _THROUGHPUT = {
@@ -42,6 +49,7 @@ class Estimate:
     bytes: float
     seconds: float
     source: str  # "xla", "model" (not lowered: too far behind) or "error: ..."
+    peak_bytes: float | None = None  # compiled peak memory; None where not compiled
 
 
 @dataclass(frozen=True)
@@ -50,15 +58,41 @@ class Explanation:
 
     method: str
     estimates: dict[str, Estimate] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # method -> why it was not chosen
+    budget_bytes: float = math.inf
 
     def __str__(self) -> str:
-        lines = [f"auto -> {self.method}"]
+        lines = [f"auto -> {self.method} (memory budget {_gib(self.budget_bytes)})"]
         for name, e in sorted(self.estimates.items(), key=lambda kv: kv[1].seconds):
-            lines.append(
+            peak = "not compiled" if e.peak_bytes is None else f"peak {_gib(e.peak_bytes)}"
+            line = (
                 f"  {name:24s} {e.flops:12.4g} FLOPs {e.bytes:12.4g} bytes "
-                f"~{e.seconds:.3g} s ({e.source})"
+                f"~{e.seconds:.3g} s ({e.source}), {peak}"
             )
+            if name in self.skipped:
+                line += f"; skipped: {self.skipped[name]}"
+            lines.append(line)
         return "\n".join(lines)
+
+
+def _gib(n: float) -> str:
+    return "unbounded" if not math.isfinite(n) else f"{n / 2**30:.3g} GiB"
+
+
+def peak_bytes(compiled) -> float | None:
+    """Arguments + outputs + temporaries of a compiled executable (None if XLA does not say)."""
+    try:
+        m = compiled.memory_analysis()
+    except Exception:  # some backends do not implement it
+        return None
+    if m is None:
+        return None
+    return float(
+        m.argument_size_in_bytes
+        + m.output_size_in_bytes
+        + m.temp_size_in_bytes
+        - m.alias_size_in_bytes
+    )
 
 
 # How much faster than the generic model a method's operations run. Structured derivatives spends
@@ -123,19 +157,18 @@ def estimate_model(flops: float, nbytes: float, method: str, note: str) -> Estim
     return Estimate(flops, nbytes, _seconds(flops, nbytes, method), note)
 
 
-def choose(estimates: dict[str, Estimate]) -> str:
+def ranking(estimates: dict[str, Estimate]) -> list[str]:
+    """The costed methods, fastest estimate first."""
     finite = {k: v for k, v in estimates.items() if math.isfinite(v.seconds)}
-    if not finite:
-        raise RuntimeError(f"no NTK method could be costed: {estimates}")
-    return min(finite, key=lambda k: finite[k].seconds)
+    return sorted(finite, key=lambda k: finite[k].seconds)
 
 
 @dataclass(frozen=True)
 class Choice:
-    """One automatic choice: its explanation and, when this call lowered it, the chosen lowering."""
+    """One automatic choice: its explanation and, when this call compiled it, the executable."""
 
     explanation: Explanation
-    lowered: Any = None  # jax.stages.Lowered of the chosen method, or None (cached choice)
+    compiled: Any = None  # jax.stages.Compiled of the chosen method, or None (cached choice)
 
 
 class AutoChooser:
@@ -157,23 +190,23 @@ class AutoChooser:
         """The cache keys, oldest first (each starts with the function)."""
         return list(self._explanations)
 
-    def choose(self, key, f, trace_axes, diagonal_axes, vmap_axes, x1, x2, params) -> Choice:
+    def choose(self, key, f, options: Options, x1, x2, params) -> Choice:
         """The choice for these shapes (``key`` from :func:`._kernel.cache_key`, or None)."""
         if key is not None and key in self._explanations:
             return Choice(self._explanations[key])
         check_arrays(params, "params")
         check_arrays(x1, "x1")
-        batching = Batching.make(vmap_axes)
+        batching = options.batching
         out1, _ = output_shapes(f, x1, x2, params)
         args = (x1, x2, params)
         estimates, lowered = {}, {}
 
         def lower_and_cost(m: NtkMethod) -> Estimate:
-            fn = functools.partial(compute, f, m, trace_axes, diagonal_axes, batching)
+            fn = functools.partial(compute, f, m, options)
             try:
                 lowered[m.value] = lower(fn, *args)
-            except NotImplementedError as e:
-                return Estimate(np.inf, np.inf, np.inf, f"error: {e}")
+            except Exception as e:  # any failure of one method: the next is tried
+                return Estimate(np.inf, np.inf, np.inf, f"error: {_describe(e)}")
             return estimate_lowered(lowered[m.value], m.value)
 
         sd = NtkMethod.STRUCTURED_DERIVATIVES
@@ -186,12 +219,48 @@ class AutoChooser:
             if est.seconds <= self.lower_within * best:
                 est = lower_and_cost(m)
             estimates[m.value] = est
-        explanation = Explanation(choose(estimates), estimates)
+        explanation, compiled = self._first_that_fits(
+            estimates, lowered, lower_and_cost, memory_budget(options)
+        )
         if key is not None:
             while len(self._explanations) >= self.max_size:
                 self._explanations.pop(next(iter(self._explanations)))
             self._explanations[key] = explanation
-        return Choice(explanation, lowered.get(explanation.method))
+        return Choice(explanation, compiled)
+
+    @staticmethod
+    def _first_that_fits(estimates, lowered, lower_and_cost, budget: float):
+        """Compiles methods fastest first until one fits the budget; explains every skip."""
+        skipped: dict[str, str] = {}
+        for name, e in estimates.items():
+            if e.source.startswith("error"):
+                skipped[name] = e.source
+        for name in ranking(estimates):
+            if name not in lowered:  # costed by the model only: lower it now
+                est = lower_and_cost(NtkMethod(name))
+                if name not in lowered:
+                    estimates[name] = dataclasses.replace(estimates[name], source=est.source)
+                    skipped[name] = est.source
+                    continue
+                estimates[name] = est
+            try:
+                compiled = lowered[name].compile()
+            except Exception as e:  # e.g. XLA out of memory while compiling
+                skipped[name] = f"compiling failed: {_describe(e)}"
+                continue
+            peak = peak_bytes(compiled)
+            estimates[name] = dataclasses.replace(estimates[name], peak_bytes=peak)
+            if peak is not None and peak > budget:
+                skipped[name] = f"peak {_gib(peak)} exceeds the memory budget {_gib(budget)}"
+                continue
+            return Explanation(name, estimates, skipped, budget), compiled
+        why = "; ".join(f"{k}: {v}" for k, v in skipped.items()) or "none could be costed"
+        raise ValueError(f"no NTK method fits (memory budget {_gib(budget)}): {why}")
+
+
+def _describe(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:200] if text else ''}"
 
 
 def _sizes(f, x1, x2, params, out1, batching: Batching):

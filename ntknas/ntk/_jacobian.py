@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from ._axes import OutputAxes
 from ._batching import Batching
+from ._blocks import Blocking
 
 
 def jacobian(f: Callable, params, x, batching: Batching, ndim_out: int):
@@ -47,7 +48,10 @@ def contract(j1, j2, axes: OutputAxes):
     return sum(terms[1:], terms[0])
 
 
-def leaf_kernel(f: Callable, x1, x2, params, axes: OutputAxes, batching: Batching):
+def leaf_kernel(
+    f: Callable, x1, x2, params, axes: OutputAxes, batching: Batching, blocking: Blocking
+):
+    del blocking  # the Jacobians are instantiated whole: this is the reference method
     j1 = jacobian(f, params, x1, batching, axes.ndim)
     j2 = j1 if x2 is None else jacobian(f, params, x2, batching, axes.ndim)
     return contract(j1, j2, axes)

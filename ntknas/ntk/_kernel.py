@@ -6,7 +6,10 @@ Both the public surface (:mod:`._api`) and the automatic choice (:mod:`._auto`) 
 from __future__ import annotations
 
 import enum
+import math
+import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -15,6 +18,8 @@ import numpy as np
 from . import _jacobian, _vector_products, structured
 from ._axes import OutputAxes
 from ._batching import Batching
+from ._blocks import Blocking
+from ._dtypes import PRECISIONS, is_floating, matmul_precision, promote_half
 
 
 class NtkMethod(str, enum.Enum):
@@ -47,6 +52,80 @@ def parse_method(method) -> NtkMethod:
         raise ValueError(f"unknown NTK method {method!r}; choose one of {allowed}") from None
 
 
+@dataclass(frozen=True)
+class Options:
+    """What every method is told besides the function and the arrays (see ``ntk_fn``)."""
+
+    trace_axes: Any = ()
+    diagonal_axes: Any = ()
+    vmap_axes: Any = 0
+    precision: str = "highest"
+    memory_budget: float | None = None  # bytes; None: a fraction of the device's memory
+    block_size: int | None = None  # output basis vectors at once; None: from memory_budget
+    shard: bool = False  # x1's examples split over all local devices (shard_map)
+
+    def __post_init__(self):
+        if self.block_size is not None and not (
+            isinstance(self.block_size, int) and self.block_size >= 1
+        ):
+            raise ValueError(f"block_size must be a positive int or None, got {self.block_size!r}")
+        if self.memory_budget is not None and not self.memory_budget > 0:
+            raise ValueError(
+                f"memory_budget must be a positive number of bytes, got {self.memory_budget!r}"
+            )
+        if self.precision not in PRECISIONS:
+            allowed = ", ".join(repr(p) for p in PRECISIONS)
+            raise ValueError(f"unknown precision {self.precision!r}; choose one of {allowed}")
+        Batching.make(self.vmap_axes)  # raises on a malformed vmap_axes
+
+    @property
+    def batching(self) -> Batching:
+        return Batching.make(self.vmap_axes)
+
+    def key(self) -> tuple:
+        return (
+            tuple(np.atleast_1d(self.trace_axes).tolist()),
+            tuple(np.atleast_1d(self.diagonal_axes).tolist()),
+            repr(self.vmap_axes),
+            self.precision,
+            self.memory_budget,
+            self.block_size,
+            self.shard,
+        )
+
+
+# Default memory budgets: a fraction of what the device can hold (accelerators: XLA's allocator
+# limit, which already leaves room for the runtime; CPU: physical memory, shared with the rest of
+# the process and the machine).
+_BUDGET_FRACTION = {"cpu": 0.5, "accelerator": 0.9}
+
+
+def memory_budget(options: Options) -> float:
+    """The memory budget in bytes: ``options.memory_budget``, or the device's default."""
+    if options.memory_budget is not None:
+        return float(options.memory_budget)
+    return (
+        device_memory()
+        * _BUDGET_FRACTION["cpu" if jax.default_backend() == "cpu" else "accelerator"]
+    )
+
+
+def device_memory() -> float:
+    """Bytes the first local device can hold (CPU: physical memory; inf if nothing says)."""
+    device = jax.local_devices()[0]
+    stats = None
+    try:
+        stats = device.memory_stats()
+    except Exception:  # not every backend reports memory statistics
+        stats = None
+    if stats and stats.get("bytes_limit"):
+        return float(stats["bytes_limit"])
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return math.inf
+
+
 def check_arrays(tree, name: str) -> None:
     """Raises TypeError naming the first leaf of ``tree`` that is not an array (or not float)."""
     if tree is None:
@@ -55,7 +134,7 @@ def check_arrays(tree, name: str) -> None:
         if not (hasattr(leaf, "shape") and hasattr(leaf, "dtype")):
             where = jax.tree_util.keystr(path) or "(root)"
             raise TypeError(f"{name}{where} is a {type(leaf).__name__}, not an array")
-        if not np.issubdtype(np.dtype(leaf.dtype), np.inexact) and name == "params":
+        if name == "params" and not is_floating(leaf.dtype):
             where = jax.tree_util.keystr(path) or "(root)"
             raise TypeError(f"params{where} has dtype {leaf.dtype}; parameters must be floating")
 
@@ -71,12 +150,36 @@ def output_shapes(f, x1, x2, params):
     return out1, out2
 
 
-def compute(f, method: NtkMethod, trace_axes, diagonal_axes, batching: Batching, x1, x2, params):
-    """The kernel of every output leaf of ``f`` by one (concrete, not auto) method."""
+# Private switch (tests only, flipped by ntknas.ntk._switches.switched): methods that raise.
+FAILING: frozenset = frozenset()
+
+
+def compute(f, method: NtkMethod, options: Options, x1, x2, params):
+    """The kernel of every output leaf of ``f`` by one (concrete, not auto) method.
+
+    Contractions run at ``options.precision`` (whatever ``jax_default_matmul_precision`` says
+    outside); half-precision parameters and inputs are promoted to float32 first, so the kernel
+    is accumulated, and returned, in float32.
+    """
+    if method.value in FAILING:
+        raise RuntimeError(f"{method.value} is switched off (a test of auto's fallback)")
+    with matmul_precision(options.precision):
+        return _compute(f, method, options, *promote_half((x1, x2, params)))
+
+
+def _compute(f, method: NtkMethod, options: Options, x1, x2, params):
+    trace_axes, diagonal_axes, batching = (
+        options.trace_axes,
+        options.diagonal_axes,
+        options.batching,
+    )
     out1, out2 = output_shapes(f, x1, x2, params)
     leaves1, tree = jax.tree.flatten(out1)
     leaves2 = jax.tree.leaves(out2)
     impl = _IMPLS[method]
+    # Half the budget for the blocks of basis vectors; the rest for what they share (residuals
+    # of the linearization, factors, the kernel itself).
+    blocking = Blocking(memory_budget(options) / 2, options.block_size)
     kernels = []
     for i, (o1, o2) in enumerate(zip(leaves1, leaves2, strict=True)):
         axes = OutputAxes.make(o1.ndim, trace_axes, diagonal_axes)
@@ -84,7 +187,7 @@ def compute(f, method: NtkMethod, trace_axes, diagonal_axes, batching: Batching,
         if batching.batched:
             batching.out_axis_for(o1.ndim)
         f_i = f if tree.num_leaves == 1 and tree == jax.tree.structure(0) else _leaf_fn(f, i)
-        kernels.append(impl(f_i, x1, x2, params, axes, batching))
+        kernels.append(impl(f_i, x1, x2, params, axes, batching, blocking))
     return jax.tree.unflatten(tree, kernels)
 
 
@@ -104,13 +207,11 @@ def _avals(t):
     )
 
 
-def cache_key(f, trace_axes, diagonal_axes, vmap_axes, x1, x2, params) -> Any:
-    """A hashable key of (f, axes, shapes, dtypes, backend), or None if ``f`` is not hashable."""
+def cache_key(f, options: Options, x1, x2, params) -> Any:
+    """A hashable key of (f, options, shapes, dtypes, backend), or None if ``f`` is not hashable."""
     key = (
         f,
-        tuple(np.atleast_1d(trace_axes).tolist()),
-        tuple(np.atleast_1d(diagonal_axes).tolist()),
-        repr(vmap_axes),
+        options.key(),
         _avals(x1),
         _avals(x2),
         _avals(params),

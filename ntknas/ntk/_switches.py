@@ -8,13 +8,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from . import _auto
+from . import _auto, _kernel
 from .structured import _interpreter
 
 
 @contextlib.contextmanager
 def switched(
-    *, rules: bool = True, auto_cache_size: int | None = None
+    *, rules: bool = True, auto_cache_size: int | None = None, failing: tuple[str, ...] = ()
 ) -> Iterator[_auto.AutoChooser]:
     """Within the block, run the engine with some switches flipped.
 
@@ -22,15 +22,18 @@ def switched(
       rules: False makes every primitive use the dense rule in structured derivatives and forms
         no parameter views.
       auto_cache_size: if set, the automatic choice starts from an empty cache of this size.
+      failing: methods (values of NtkMethod) that raise RuntimeError when traced.
 
     Yields:
       The :class:`AutoChooser` in use within the block.
     """
-    old_rules, old_chooser = _interpreter.USE_RULES, _auto.CHOOSER
+    old_rules, old_chooser, old_failing = _interpreter.USE_RULES, _auto.CHOOSER, _kernel.FAILING
     _interpreter.USE_RULES = rules
+    _kernel.FAILING = frozenset(failing)
     if auto_cache_size is not None:
         _auto.CHOOSER = _auto.AutoChooser(max_size=auto_cache_size)
     try:
         yield _auto.CHOOSER
     finally:
         _interpreter.USE_RULES, _auto.CHOOSER = old_rules, old_chooser
+        _kernel.FAILING = old_failing

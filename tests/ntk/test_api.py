@@ -145,14 +145,14 @@ def test_auto_kernel_jit_compiles(fcn):
 @pytest.mark.parametrize("case", ["relu_fcn", "cnn_groups2", "pytrees"])
 def test_ntk_vp_fn_matches_reference(case):
     c = {c.name: c for c in zoo.all_cases(np.float64)}[case]
-    mvp = ntk.ntk_vp_fn(c.f, c.params, c.x1, c.x2)
+    mvp = ntk.ntk_vp_fn(c.f)
     out2 = c.f(c.params, c.x2)
     keys = jax.random.split(jax.random.PRNGKey(7), len(jax.tree.leaves(out2)))
     v = jax.tree.unflatten(
         jax.tree.structure(out2),
         [jax.random.normal(k, o.shape) for k, o in zip(keys, jax.tree.leaves(out2))],
     )
-    got = mvp(v)
+    got = mvp(v, c.x1, c.x2, c.params)
     # Reference over the flattened concatenation of all output leaves (cross-leaf terms included).
     ravel = lambda t: jnp.concatenate([a.ravel() for a in jax.tree.leaves(t)])  # noqa: E731
     j1 = jax.jacrev(lambda p: ravel(c.f(p, c.x1)))(c.params)
@@ -166,16 +166,35 @@ def test_ntk_vp_fn_matches_reference(case):
 
 
 def test_ntk_vp_fn_agrees_with_the_kernel_times_v(fcn):
-    mvp = ntk.ntk_vp_fn(fcn.f, fcn.params, fcn.x1)
+    mvp = ntk.ntk_vp_fn(fcn.f)
     v = jax.random.normal(jax.random.PRNGKey(3), (3, 4))
     k = ntk.as_matrix(ntk.ntk_fn(fcn.f, method="jacobian_contraction")(fcn.x1, None, fcn.params))
-    np.testing.assert_allclose(mvp(v).ravel(), k @ v.ravel(), rtol=1e-8)
+    np.testing.assert_allclose(mvp(v, fcn.x1, None, fcn.params).ravel(), k @ v.ravel(), rtol=1e-8)
+
+
+def test_ntk_vp_fn_is_compiled_once_for_new_params_and_inputs(fcn):
+    """Parameters and inputs are arguments: new values reuse the compiled program."""
+    traces = []
+
+    def f(p, x):
+        traces.append(1)
+        return fcn.f(p, x)
+
+    mvp = ntk.ntk_vp_fn(f)
+    v = jax.random.normal(jax.random.PRNGKey(3), (3, 4))
+    mvp(v, fcn.x1, None, fcn.params)
+    n = len(traces)
+    params2 = [w * 1.5 for w in fcn.params]
+    got = mvp(v, fcn.x1 + 1.0, None, params2)
+    assert len(traces) == n
+    k = ntk.as_matrix(ntk.ntk_fn(fcn.f)(fcn.x1 + 1.0, None, params2))
+    np.testing.assert_allclose(got.ravel(), k @ v.ravel(), rtol=1e-8)
 
 
 def test_ntk_vp_fn_rejects_wrong_shapes(fcn):
-    mvp = ntk.ntk_vp_fn(fcn.f, fcn.params, fcn.x1, fcn.x2)
+    mvp = ntk.ntk_vp_fn(fcn.f)
     with pytest.raises(ValueError, match="shape"):
-        mvp(jnp.ones((3, 4)))  # v must be shaped like f(params, x2) = (2, 4)
+        mvp(jnp.ones((3, 4)), fcn.x1, fcn.x2, fcn.params)  # v must be shaped like f(.., x2)
 
 
 # --- pseudo-NTKs and as_matrix -----------------------------------------------------------------

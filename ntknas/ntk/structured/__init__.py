@@ -19,11 +19,14 @@ import jax.numpy as jnp
 
 from .._axes import OutputAxes
 from .._batching import Batching
+from .._blocks import Blocking
 from . import _interpreter
 from ._contract import contract
 
 
-def leaf_kernel(f: Callable, x1, x2, params, axes: OutputAxes, batching: Batching):
+def leaf_kernel(
+    f: Callable, x1, x2, params, axes: OutputAxes, batching: Batching, blocking: Blocking
+):
     """The NTK of one output leaf of ``f`` by structured derivatives.
 
     Args:
@@ -32,6 +35,7 @@ def leaf_kernel(f: Callable, x1, x2, params, axes: OutputAxes, batching: Batchin
       params: the parameter pytree.
       axes: which output axes are traced, diagonal or paired.
       batching: the batch axis of inputs and output (examples independent) or none.
+      blocking: how many output basis vectors the backward pass runs at once.
 
     Returns:
       The kernel in the layout of :class:`OutputAxes`, in the output's dtype.
@@ -45,12 +49,12 @@ def leaf_kernel(f: Callable, x1, x2, params, axes: OutputAxes, batching: Batchin
         lead1 = lhs1[b] + lhs1[:b] + lhs1[b + 1 :]
         lead2 = lhs2[b] + lhs2[:b] + lhs2[b + 1 :]
         batch_letters = (lhs1[b], lhs2[b])
-        side1 = _batched_side(g, params, x1, batching)
-        side2 = side1 if x2 is None else _batched_side(g, params, x2, batching)
+        side1 = _batched_side(g, params, x1, batching, blocking)
+        side2 = side1 if x2 is None else _batched_side(g, params, x2, batching, blocking)
     else:
         lead1, lead2, batch_letters = lhs1, lhs2, ("", "")
-        side1 = _plain_side(f, params, x1)
-        side2 = side1 if x2 is None else _plain_side(f, params, x2)
+        side1 = _plain_side(f, params, x1, blocking)
+        side2 = side1 if x2 is None else _plain_side(f, params, x2, blocking)
     kernel = contract(side1, side2, (lead1, lead2, out), batch_letters)
     if kernel is None:  # no parameter reaches the output
         shape2 = jax.eval_shape(f, params, x1 if x2 is None else x2).shape
@@ -59,16 +63,17 @@ def leaf_kernel(f: Callable, x1, x2, params, axes: OutputAxes, batching: Batchin
     return kernel.astype(out_dtype)
 
 
-def _plain_side(f, params, x):
-    cts, factors, meta = _interpreter.side(f, params, x)
+def _plain_side(f, params, x, blocking: Blocking):
+    cts, factors, meta = _interpreter.side(f, params, x, blocking)
     return meta, cts, factors
 
 
-def _batched_side(g, params, x, batching: Batching):
+def _batched_side(g, params, x, batching: Batching, blocking: Blocking):
     metas = []
+    per_example = blocking.per_example(batching.batch_size(x))
 
     def one(xn):
-        cts, factors, meta = _interpreter.side(g, params, xn)
+        cts, factors, meta = _interpreter.side(g, params, xn, per_example)
         metas.append(meta)
         return cts, factors
 

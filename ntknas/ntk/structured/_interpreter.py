@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
+from .._blocks import UNBOUNDED, Blocking, basis_map
 from . import _ir, _structure
 from .rules import RULES, VIEW_PRIMITIVES
 
@@ -99,23 +100,24 @@ def _analyze(prog: _ir.Program, use_rules: bool) -> _Analysis:
     return _Analysis(known, views, taps, y_vars, terms, dep)
 
 
-def _structure_of(eqn, idx, out_idx, invals, use_rules):
+def _structure_of(eqn, idx, out_idx, invals, use_rules, blocking: Blocking):
     if eqn is None:
         return None
     rule = RULES.get(eqn.name) if use_rules else None
     s = rule(eqn, idx, out_idx, invals) if rule is not None else None
     if s is not None and s.mismatch(eqn.outvars[out_idx].shape, eqn.invars[idx].shape):
         s = None  # a rule that does not fit these shapes: never contract it (see mismatch)
-    return s if s is not None else _structure.dense(eqn, idx, out_idx, invals)
+    return s if s is not None else _structure.dense(eqn, idx, out_idx, invals, blocking)
 
 
-def side(f_single, params, x):
+def side(f_single, params, x, blocking: Blocking = UNBOUNDED):
     """Cotangents, factors and static metadata for one input (one example when batched).
 
     Args:
       f_single: ``f(params, x)`` for this input, returning one array of shape ``S``.
       params: the parameter pytree.
       x: the input.
+      blocking: how many output basis vectors the backward pass runs at once.
 
     Returns:
       ``(cts, factors, meta)``: ``cts[j]`` is ``(*S, *y_j.shape)``, ``factors[k]`` the list of
@@ -143,7 +145,7 @@ def side(f_single, params, x):
     metas, factors, chains = [], [], []
     for eqn, idx, out_idx, view, y in an.terms:
         invals = None if eqn is None else [value(a) for a in eqn.invars]
-        s = _structure_of(eqn, idx, out_idx, invals, use_rules)
+        s = _structure_of(eqn, idx, out_idx, invals, use_rules, blocking)
         if s is None:  # identity term: y is the view itself
             ids = tuple(range(len(view.shape)))
             s = _structure.Structure(ids, ids)
@@ -151,7 +153,7 @@ def side(f_single, params, x):
         metas.append(TermMeta(leaf, sig, y, s.static(), tuple(view.shape)))
         factors.append(s.arrays)
         chains.append(ops)
-    cts = _cotangents(prog, an, env, out_shape)
+    cts = _cotangents(prog, an, env, out_shape, blocking)
     meta = SideMeta(
         tuple(metas),
         tuple(tuple(v.shape) for v in an.y_vars),
@@ -163,7 +165,7 @@ def side(f_single, params, x):
     return cts, factors, meta
 
 
-def _cotangents(prog, an: _Analysis, known_env: dict, out_shape):
+def _cotangents(prog, an: _Analysis, known_env: dict, out_shape, blocking: Blocking):
     """``∂f̃/∂y_j`` for every y_j and every output entry: (*out_shape, *y_j.shape) each."""
     if not an.y_vars:
         return []
@@ -187,10 +189,11 @@ def _cotangents(prog, an: _Analysis, known_env: dict, out_shape):
 
     y_avals = [jax.ShapeDtypeStruct(v.shape, v.dtype) for v in an.y_vars]
     transpose = jax.linear_transpose(f_tilde, *y_avals)
-    size = math.prod(out_shape)
     out_dtype = prog.outvars[0].dtype if isinstance(prog.outvars[0], _ir.Var) else None
-    basis = jnp.eye(size, dtype=out_dtype).reshape((size, *out_shape))
-    cts = jax.vmap(transpose)(basis)
+    # Each basis vector holds its cotangent of every y (and the backward pass's temporaries).
+    per_vector = 2 * sum(math.prod(v.shape) * jnp.dtype(v.dtype).itemsize for v in an.y_vars)
+    block = blocking.block(math.prod(out_shape), per_vector)
+    cts = basis_map(transpose, out_shape, out_dtype, block)
     return [ct.reshape(out_shape + tuple(v.shape)) for ct, v in zip(cts, an.y_vars, strict=True)]
 
 

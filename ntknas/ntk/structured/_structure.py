@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import opt_einsum
 
+from .._blocks import UNBOUNDED, Blocking, basis_map
 from . import _ir
 
 
@@ -114,7 +115,9 @@ def apply(s: Structure, theta, y_shape: tuple[int, ...]):
     return jnp.reshape(y, y_shape)
 
 
-def dense(eqn: _ir.Eqn, idx: int, out_idx: int, invals: list) -> Structure:
+def dense(
+    eqn: _ir.Eqn, idx: int, out_idx: int, invals: list, blocking: Blocking = UNBOUNDED
+) -> Structure:
     """The fallback rule: the full ``∂y/∂θ`` of the primitive (slow but right).
 
     The Jacobian of the primitive as a function of operand ``idx``, every other
@@ -140,9 +143,9 @@ def dense(eqn: _ir.Eqn, idx: int, out_idx: int, invals: list) -> Structure:
         jac = jax.jacfwd(y_of)(jnp.zeros(t_var.shape, t_var.dtype))
     except Exception:  # no JVP rule (e.g. custom_lin): transpose against y's basis instead
         transpose = jax.linear_transpose(y_of, jax.ShapeDtypeStruct(t_var.shape, t_var.dtype))
-        size = math.prod(y_var.shape)
-        basis = jnp.eye(size, dtype=y_var.dtype).reshape((size, *y_var.shape))
-        rows = jax.vmap(lambda v: transpose(v)[0])(basis)  # (|y|, *θ.shape)
+        t_bytes = math.prod(t_var.shape) * jnp.dtype(t_var.dtype).itemsize
+        block = blocking.block(math.prod(y_var.shape), 2 * t_bytes)
+        rows = basis_map(lambda v: transpose(v)[0], y_var.shape, y_var.dtype, block)
         jac = rows.reshape(y_var.shape + t_var.shape)
     ny, nt = len(y_var.shape), len(t_var.shape)
     y_ids = tuple(range(ny))

@@ -1,0 +1,75 @@
+"""A fail-safe ``auto``: it never picks a method whose compiled peak memory exceeds the budget, it
+moves on to the next method on any exception, and ``explain`` says why each was skipped."""
+
+import numpy as np
+import pytest
+
+from ntknas import ntk
+from ntknas.ntk._auto import peak_bytes
+from ntknas.ntk._switches import switched
+
+from . import zoo
+from .test_methods import assert_close
+
+METHODS = ["jacobian_contraction", "ntk_vector_products", "structured_derivatives"]
+
+
+@pytest.fixture(scope="module")
+def fcn():
+    return zoo.relu_fcn(np.float64)
+
+
+def _peaks(c):
+    return {m: peak_bytes(ntk.ntk_fn(c.f, method=m).compile(c.x1, c.x2, c.params)) for m in METHODS}
+
+
+def test_explain_shows_the_chosen_method_peak_memory(fcn):
+    with switched(auto_cache_size=8):
+        e = ntk.explain(fcn.f, fcn.x1, fcn.x2, fcn.params)
+    assert e.estimates[e.method].peak_bytes > 0
+    assert e.estimates[e.method].peak_bytes <= e.budget_bytes
+    assert "peak" in str(e) and "memory budget" in str(e)
+
+
+def test_a_method_over_budget_is_skipped_for_one_that_fits():
+    # A CNN where structured derivatives is the fastest but NTK-vector products needs less memory.
+    fcn = zoo.cnn(np.float32, padding="VALID", name="cnn_valid")
+    peaks = _peaks(fcn)
+    with switched(auto_cache_size=8):
+        fastest = ntk.explain(fcn.f, fcn.x1, fcn.x2, fcn.params).method
+    smallest = min(peaks, key=peaks.get)
+    others = [m for m in METHODS if m != smallest]
+    # Make the fastest the one that does not fit: fail every other method but the smallest-peak
+    # one, and set the budget between the two peaks.
+    fail = tuple(m for m in others if m != fastest)
+    assert fastest != smallest, f"{fastest} is both fastest and smallest here: the test is void"
+    budget = (peaks[smallest] + peaks[fastest]) / 2
+    assert peaks[smallest] < budget < peaks[fastest]
+    with switched(auto_cache_size=8, failing=fail):
+        e = ntk.explain(fcn.f, fcn.x1, fcn.x2, fcn.params, memory_budget=budget)
+        assert e.method == smallest, str(e)
+        assert "exceeds the memory budget" in e.skipped[fastest], str(e)
+        got = ntk.ntk_fn(fcn.f, memory_budget=budget)(fcn.x1, fcn.x2, fcn.params)
+    assert_close(got, zoo.reference_kernel(fcn.f, fcn.params, fcn.x1, fcn.x2), np.float32)
+
+
+def test_no_method_within_budget_is_a_value_error(fcn):
+    with switched(auto_cache_size=8), pytest.raises(ValueError, match="no NTK method fits"):
+        ntk.ntk_fn(fcn.f, memory_budget=1000)(fcn.x1, fcn.x2, fcn.params)
+
+
+def test_any_exception_falls_back_to_the_next_method(fcn):
+    with switched(auto_cache_size=8):
+        first = ntk.explain(fcn.f, fcn.x1, fcn.x2, fcn.params).method
+    with switched(auto_cache_size=8, failing=(first,)):
+        e = ntk.explain(fcn.f, fcn.x1, fcn.x2, fcn.params)
+        assert e.method != first
+        assert e.skipped[first].startswith("error: RuntimeError"), str(e)
+        assert "skipped" in str(e)
+        got = ntk.ntk_fn(fcn.f)(fcn.x1, fcn.x2, fcn.params)
+    assert_close(got, zoo.reference_kernel(fcn.f, fcn.params, fcn.x1, fcn.x2), np.float64)
+
+
+def test_memory_budget_must_be_positive():
+    with pytest.raises(ValueError, match="memory_budget"):
+        ntk.ntk_fn(lambda p, x: x @ p, memory_budget=0)
