@@ -20,6 +20,10 @@ from tests.study._harness import postgres_url, storage_url  # noqa: F401 (fixtur
 
 from ._toys import Tiny
 
+# Every test that uses the shared PostgreSQL server runs on one xdist worker (`--dist
+# loadgroup`): the restart tests stop that server, which would fail a neighbour's connection.
+pytestmark = pytest.mark.xdist_group("postgres")
+
 MLP = ["--space", "mlp", "--batch", "2", "--input-size", "2", "--max-params", "20000"]
 FAST = ["--sampler", "random", "--no-progress", "--heartbeat", "1", "--grace", "3"]
 

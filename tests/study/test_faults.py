@@ -25,6 +25,10 @@ from tests.search._toys import Poison, Slow, Tiny
 from . import _harness as harness
 from ._harness import postgres_url, storage_url  # noqa: F401 (fixtures)
 
+# Every test that uses the shared PostgreSQL server runs on one xdist worker (`--dist
+# loadgroup`): the restart tests stop that server, which would fail a neighbour's connection.
+pytestmark = pytest.mark.xdist_group("postgres")
+
 FAST = dict(sampler="random", heartbeat=1, grace=2, batch=2)
 
 
