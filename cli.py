@@ -39,8 +39,18 @@ def command(name: str, add_args: Callable[[argparse.ArgumentParser], None]):
 # --- options shared by the commands that score ------------------------------------------------
 
 
+def _int_or_none(text: str) -> int | None:
+    """An int argument that 'none' lifts."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {text!r}") from None
+
+
 def _scoring_args(p: argparse.ArgumentParser, bn_default: str = "eval") -> None:
-    from ntknas.scoring import BN_MODES, DEFAULT_BATCH
+    from ntknas.scoring import BN_MODES, DEFAULT_BATCH, MATRIX_FREE_ABOVE
 
     g = p.add_argument_group(
         "scoring (turn these up on a GPU: --input-size 224 --patch 16 --classes 1000)"
@@ -85,6 +95,15 @@ def _scoring_args(p: argparse.ArgumentParser, bn_default: str = "eval") -> None:
         "--method", default="auto", help="NTK method (default auto: the cheapest per architecture)"
     )
     g.add_argument(
+        "--matrix-free-above",
+        type=_int_or_none,
+        default=MATRIX_FREE_ABOVE,
+        metavar="ROWS",
+        help="read the proxies without forming the kernel (Lanczos, deflated Hutchinson trace, "
+        "SLQ; no pseudo-NTK proxies) when it has more than ROWS = N·O rows; 'none' always forms "
+        "it (default %(default)s)",
+    )
+    g.add_argument(
         "--no-compile-cache",
         action="store_true",
         help="do not keep compiled kernels on disk (default: kept in ~/.cache/ntknas/jax; "
@@ -105,6 +124,7 @@ def _score_options(args, space) -> dict:
         bn=args.bn,
         float64=args.float64,
         method=args.method,
+        matrix_free_above=args.matrix_free_above,
     )
     if args.input_size is not None:
         options["input_shape"] = (args.input_size, args.input_size, space.default_input_shape[-1])

@@ -8,9 +8,11 @@ Example:
 """
 
 from ._kernel import kernel_proxies as kernel_proxies
+from ._matrix_free import KernelOperator as KernelOperator
 from ._matrix_free import MatrixFreeSpectrum as MatrixFreeSpectrum
 from ._matrix_free import kernel_operator as kernel_operator
 from ._matrix_free import matrix_free_spectrum as matrix_free_spectrum
+from ._matrix_free import operator_proxies as operator_proxies
 from ._rank import Term as Term
 from ._rank import parse_terms as parse_terms
 from ._rank import rank_sum as rank_sum

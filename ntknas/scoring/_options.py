@@ -10,6 +10,9 @@ import numpy as np
 
 BN_MODES = ("eval", "train")
 DEFAULT_BATCH = 4
+# Kernel matrices with more rows than this (N·O) are read matrix-free by default: forming one
+# costs N·O Jacobian-vector products, the matrix-free spectrum about 300 (see operator_proxies).
+MATRIX_FREE_ABOVE = 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,6 +32,10 @@ class ScoreOptions:
         for each architecture.
       overrides: ``(field, value)`` pairs set in every config before it is validated, e.g.
         ``(("patch_size", 16),)`` for the ViT spaces (the CLI's ``--patch``).
+      matrix_free_above: kernel matrices with more rows ``N·O`` than this are never formed: the
+        proxies come from Lanczos, a deflated Hutchinson trace and stochastic Lanczos quadrature
+        on NTK-vector products (:func:`ntknas.proxies.operator_proxies`; the pseudo-NTK proxies
+        and ``ntk_corr_cond`` are then NaN). None always forms the kernel.
     """
 
     batch: int = DEFAULT_BATCH
@@ -40,6 +47,7 @@ class ScoreOptions:
     float64: bool = False
     method: str = "auto"
     overrides: tuple[tuple[str, Any], ...] = ()
+    matrix_free_above: int | None = MATRIX_FREE_ABOVE
 
     def __post_init__(self):
         from .. import data as data_mod
@@ -79,6 +87,9 @@ class ScoreOptions:
                 raise ValueError(f"override fields must be strings, got {k!r}")
             hash(v)
         object.__setattr__(self, "overrides", overrides)
+        m = self.matrix_free_above
+        if m is not None and (not isinstance(m, int) or isinstance(m, bool) or m < 1):
+            raise ValueError(f"matrix_free_above must be a positive int or None, got {m!r}")
         if self.float64:
             import jax
 
@@ -88,6 +99,11 @@ class ScoreOptions:
     @property
     def dtype(self) -> str:
         return "float64" if self.float64 else "float32"
+
+    def matrix_free(self, num_classes: int) -> bool:
+        """Whether the proxies of an (N·O)×(N·O) kernel with these options are matrix-free."""
+        m = self.matrix_free_above
+        return m is not None and self.batch * num_classes > m
 
     def resolve_io(self, space) -> tuple[int, tuple[int, int, int]]:
         """``(num_classes, (H, W, C))`` of the scored models: these options, else the space's."""

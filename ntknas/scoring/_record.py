@@ -16,6 +16,9 @@ class Score:
     Attributes:
       space, config, description: the architecture.
       kernel_proxies: the proxies read from the kernel (:func:`ntknas.proxies.kernel_proxies`).
+      spectrum: ``"exact"`` (the kernel formed and diagonalized) or how a matrix-free spectrum
+        estimated them (:func:`ntknas.proxies.operator_proxies`; see
+        ``ScoreOptions.matrix_free_above``).
       params: trainable parameters of the config's own network.
       flops: its forward FLOPs per example (None where XLA reports none).
       method: the NTK method used (what ``"auto"`` chose).
@@ -33,6 +36,7 @@ class Score:
     config: dict[str, Any]
     description: str
     kernel_proxies: Mapping[str, float]
+    spectrum: str
     params: int
     flops: float | None
     method: str
@@ -70,6 +74,7 @@ class Score:
             "params": self.params,
             "flops": self.flops,
             "method": self.method,
+            "spectrum": self.spectrum,
             "ntk_flops": self.ntk_flops,
             "seconds": self.seconds,
             "compile_seconds": self.compile_seconds,

@@ -61,10 +61,11 @@ class _Compiled:
     """The compiled kernel of one (module, input shape, batch, BN mode, dtype, method)."""
 
     forward: _Forward
-    kernel: Callable  # kernel(params, state, inputs, *arch) -> (N, N, O, O)
+    kernel: Callable  # kernel(params, state, inputs, *arch) -> (N, N, O, O); None matrix-free
     method: str
     ntk_flops: float | None
     compile_seconds: float
+    mvp: Callable | None = None  # mvp(v, xs, None, params): the compiled Θv, matrix-free only
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -146,12 +147,18 @@ class Scorer:
             n_params = _count(variables["params"])
         init_seconds = time.perf_counter() - t0
         compiled, cached, kernel, kernel_seconds = self._evaluate(route, variables, inputs, options)
-        kernel_proxies = proxies.kernel_proxies(kernel, n_params)
+        if compiled.mvp is None:
+            kernel_proxies, spectrum = proxies.kernel_proxies(kernel, n_params), "exact"
+        else:  # kernel is the operator; its Lanczos runs are the kernel's seconds
+            t0 = time.perf_counter()
+            kernel_proxies, spectrum = proxies.operator_proxies(kernel, n_params)
+            kernel_seconds += time.perf_counter() - t0
         score = Score(
             space=space.name,
             config=config,
             description=space.describe(config),
             kernel_proxies=kernel_proxies,
+            spectrum=spectrum,
             params=n_params,
             flops=self.own_flops(space, config, options),
             method=compiled.method,
@@ -308,24 +315,37 @@ class Scorer:
         return self._shared_variables[memo]
 
     def _evaluate(self, route: _Route, variables: dict, inputs, options: ScoreOptions):
-        """``(compiled, cached, kernel (N, N, O, O) numpy, kernel seconds)``: compiles on a miss."""
+        """``(compiled, cached, kernel, kernel seconds)``: compiles on a miss. ``kernel`` is the
+        (N, N, O, O) numpy kernel, or where ``options`` say matrix-free a
+        :class:`ntknas.proxies.KernelOperator` (its matvecs run later)."""
         import jax
         import jax.numpy as jnp
+
+        from .. import proxies
 
         params = variables["params"]
         state = {k: v for k, v in variables.items() if k != "params"}
         arch = () if route.arch is None else (jnp.asarray(route.arch, _dtype(options)),)
-        compiled = self._models.get(route.key)
+        matrix_free = options.matrix_free(route.num_classes)
+        key = (route.key, "matrix-free") if matrix_free else route.key
+        compiled = self._models.get(key)
         cached = compiled is not None
         if cached:
-            self._models.move_to_end(route.key)
+            self._models.move_to_end(key)
         else:
-            compiled = _compile(route.forward, options, params, state, inputs, arch)
-            self._models[route.key] = compiled
+            build = _compile_operator if matrix_free else _compile
+            compiled = build(route.forward, options, params, state, inputs, arch)
+            self._models[key] = compiled
             while len(self._models) > self.max_models:
                 self._models.popitem(last=False)
         t0 = time.perf_counter()
-        kernel = np.asarray(jax.block_until_ready(compiled.kernel(params, state, inputs, *arch)))
+        if matrix_free:
+            xs = (inputs, state, *arch)
+            kernel = proxies.kernel_operator(route.forward.f, xs, params, mvp=compiled.mvp)
+        else:
+            kernel = np.asarray(
+                jax.block_until_ready(compiled.kernel(params, state, inputs, *arch))
+            )
         return compiled, cached, kernel, time.perf_counter() - t0
 
 
@@ -435,6 +455,29 @@ def _compile(forward: _Forward, options: ScoreOptions, params, state, inputs, ar
         method=method,
         ntk_flops=ntk_flops,
         compile_seconds=compile_seconds,
+    )
+
+
+def _compile_operator(forward: _Forward, options, params, state, inputs, arch) -> _Compiled:
+    """The compiled NTK-vector product ``v ↦ Θv`` of a forward (parameters and inputs are its
+    arguments, so it serves every candidate of the same shapes). ``ntk_flops``: one product's."""
+    import jax
+    import jax.numpy as jnp
+
+    from .. import ntk
+
+    t0 = time.perf_counter()
+    xs = (inputs, state, *arch)
+    out = jax.eval_shape(forward.f, params, xs)
+    v = jnp.zeros(out.shape, out.dtype)
+    exe = ntk.ntk_vp_fn(forward.f).lower(v, xs, None, params).compile()
+    return _Compiled(
+        forward=forward,
+        kernel=None,
+        method="ntk_vector_products (matrix-free)",
+        ntk_flops=_flops(exe.cost_analysis()),
+        compile_seconds=time.perf_counter() - t0,
+        mvp=exe,
     )
 
 

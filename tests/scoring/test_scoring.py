@@ -138,6 +138,7 @@ def test_score_record_and_its_stored_dict():
         "params",
         "flops",
         "method",
+        "spectrum",
         "ntk_flops",
         "seconds",
         "compile_seconds",
@@ -151,6 +152,7 @@ def test_score_record_and_its_stored_dict():
         "dtype",
     ]
     assert all(d[n] == s[n] for n in PROXIES)
+    assert d["spectrum"] == s.spectrum == "exact"  # 2 x 1 rows: far below matrix_free_above
     assert d["path"] == s.path == "own"  # Scorer() compiles each config's own network
     # the space's defaults fill in what the options leave open
     assert (s.num_classes, s.input_shape, d["input_shape"]) == (3, (2, 2, 1), "2x2x1")
