@@ -151,6 +151,7 @@ class Scorer:
             space=space.name,
             config=config,
             description=space.describe(config),
+            short=space.short(config),
             kernel_proxies=kernel_proxies,
             params=n_params,
             flops=self.own_flops(space, config, options),
