@@ -6,6 +6,8 @@ import json
 import math
 import numbers
 
+import numpy as np
+
 from .. import proxies
 from ._budget import Budget, count_text, out_of_budget
 from ._objective import parse_objective, rank_sum
@@ -126,6 +128,7 @@ def render(df, fmt: str = "table", study=None, console=None, objective=None) -> 
         caption=_budget_caption(study),
         box=box.SIMPLE_HEAD,
         pad_edge=False,
+        collapse_padding=True,
     )
     for c in cols:
         table.add_column(
@@ -150,7 +153,9 @@ def _cell(v, column: str = "") -> str:
     if column in _COUNTS and isinstance(v, numbers.Real) and math.isfinite(v):
         return count_text(v)
     if column == "seconds" and isinstance(v, float) and math.isfinite(v):
-        return f"{v:.2f}"
+        return f"{v:.2f}" if v < 100 else f"{v:.0f}"
+    if column == "pareto" and isinstance(v, (bool, np.bool_)):
+        return "yes" if v else ""
     if isinstance(v, float):
         if not math.isfinite(v):
             return str(v)
