@@ -201,7 +201,8 @@ def test_sizes():
 
 def _params(space, config, shape) -> int:
     x = jax.ShapeDtypeStruct((1, *shape), jnp.float32)
-    variables = jax.eval_shape(space.build(config, input_shape=shape).init, jax.random.PRNGKey(0), x)
+    init = space.build(config, input_shape=shape).init
+    variables = jax.eval_shape(init, jax.random.PRNGKey(0), x)
     return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(variables["params"]))
 
 
