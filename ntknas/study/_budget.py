@@ -53,14 +53,14 @@ class Budget:
         return None
 
     def range_text(self) -> str:
-        """``5M..6M params``, ``at most 6M params``, or ``no parameter budget``."""
+        """``5M..6M params``, ``at most 6M params``, or ``none``."""
         if self.low is not None and self.high is not None:
             return f"{count_text(self.low)}..{count_text(self.high)} params"
         if self.low is not None:
             return f"at least {count_text(self.low)} params"
         if self.high is not None:
             return f"at most {count_text(self.high)} params"
-        return "no parameter budget"
+        return "none"
 
     def __str__(self) -> str:
         """The range and where it came from, e.g. ``5M..6M params (vit-tiny default)``."""

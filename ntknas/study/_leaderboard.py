@@ -97,8 +97,8 @@ def render(df, fmt: str = "table", study=None, console=None, objective=None) -> 
 
     The table has one line per row on a 100-column terminal: rank, the short description,
     params, the rank sum (or ``score``) and the proxies of the objective (the study's, else
-    ``objective``, else :data:`TABLE_PROXIES`), seconds; a study's parameter budget is its
-    caption. CSV and JSON hold every column, the full description and config included.
+    ``objective``, else :data:`TABLE_PROXIES`), seconds; the title names a study and its
+    parameter budget. CSV and JSON hold every column, the full description and config included.
 
     Raises:
       ValueError: an unknown format.
@@ -123,9 +123,13 @@ def render(df, fmt: str = "table", study=None, console=None, objective=None) -> 
     ranks = [c for c in ("rank_sum", "score") if c in df.columns]
     cols = ["rank", "short", "params", *ranks, *[p for p in named if p != "params"], "seconds"]
     cols += ["pareto"] if "pareto" in df.columns else []
+    title = None
+    if study is not None:
+        title = f"study {study.study_name}"
+        if "budget" in study.user_attrs:  # the budget in force and where it came from
+            title += f"\nbudget: {Budget.from_dict(study.user_attrs['budget'])}"
     table = Table(
-        title=f"study {study.study_name}" if study is not None else None,
-        caption=_budget_caption(study),
+        title=title,
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         collapse_padding=True,
@@ -141,12 +145,6 @@ def render(df, fmt: str = "table", study=None, console=None, objective=None) -> 
         table.add_row(*[_cell(row.get(c), c) for c in cols])
     (console or Console()).print(table)
     return None
-
-
-def _budget_caption(study) -> str | None:
-    if study is None or "budget" not in study.user_attrs:
-        return None
-    return f"budget: {Budget.from_dict(study.user_attrs['budget'])}"
 
 
 def _cell(v, column: str = "") -> str:

@@ -70,7 +70,7 @@ def test_a_budget_beyond_the_space_is_refused_before_the_search(tmp_path):
 @pytest.mark.parametrize(
     "low, high, text",
     [
-        (None, None, "no parameter budget (user)"),
+        (None, None, "none (user)"),
         (5_000_000, 6_000_000, "5M..6M params (user)"),
         (None, 21_900_000, "at most 21.9M params (user)"),
         (512_000, None, "at least 512k params (user)"),

@@ -55,7 +55,7 @@ def _lines(df, **kwargs) -> list[str]:
 def test_one_line_per_candidate_at_100_columns(name, kind):
     space = get_space(name)
     configs = _configs(space)
-    if kind == "search":  # a study with the space's objective, a long name and a budget caption
+    if kind == "search":  # a study with the space's objective, a long name and a budget
         study = SimpleNamespace(
             study_name=f"{name}-{space.default_objective}",
             user_attrs={
