@@ -31,7 +31,7 @@ def score(space, config: dict, **options) -> Score:
       space: a space name (see ``ntknas spaces``) or a :class:`search_spaces.SearchSpace`.
       config: the architecture, as the space's ``suggest`` returns it (validated here).
       **options: fields of :class:`ScoreOptions` (batch, seed, data, num_classes, input_shape,
-        bn, float64, method).
+        bn (``"train"``, batch statistics, by default, as in a search), float64, method).
 
     Returns:
       A :class:`Score`: ``score["ntk_cond"]`` reads a proxy of :data:`ntknas.proxies.PROXIES`,

@@ -93,7 +93,7 @@ def test_failing_candidates_become_failed_trials_and_the_search_goes_on():
 
 
 def test_max_params_is_a_constraint_and_infeasible_candidates_are_not_scored():
-    # width 4/8, depth 1/2 on a 2x2x1 input with 3 classes: 27/51 (depth 1) and 47/123 params
+    # width 4/8, depth 1/2 on a 2x2x1 input with 3 classes: 35/67 (depth 1) and 55/139 params
     study = ntknas.search(Tiny(), 8, storage="memory", sampler="grid", max_params=50, **SMALL)
     for t in study.trials:
         params = t.user_attrs["params"]
