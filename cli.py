@@ -7,6 +7,7 @@ unusable storage URL) is reported as one line on stderr with exit code 2, never 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -49,8 +50,8 @@ def _int_or_none(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {text!r}") from None
 
 
-def _scoring_args(p: argparse.ArgumentParser, bn_default: str = "eval") -> None:
-    from ntknas.scoring import BN_MODES, DEFAULT_BATCH, MATRIX_FREE_ABOVE
+def _scoring_args(p: argparse.ArgumentParser) -> None:
+    from ntknas.scoring import BN_MODES, DEFAULT_BATCH, DEFAULT_BN, MATRIX_FREE_ABOVE
 
     g = p.add_argument_group(
         "scoring (turn these up on a GPU: --input-size 224 --patch 16 --classes 1000)"
@@ -86,9 +87,10 @@ def _scoring_args(p: argparse.ArgumentParser, bn_default: str = "eval") -> None:
     g.add_argument(
         "--bn",
         choices=BN_MODES,
-        default=bn_default,
-        help="BatchNorm on initial statistics (eval: a per-example NTK) or batch statistics "
-        "(train, as TE-NAS; ranks NAS-Bench-201 far better) (default %(default)s)",
+        default=DEFAULT_BN,
+        help="BatchNorm on batch statistics (train, as TE-NAS; ranks NAS-Bench-201 far better) "
+        "or on initial statistics (eval: a per-example NTK); the same default for score, "
+        "search and compare (default %(default)s)",
     )
     g.add_argument("--float64", action="store_true", help="compute the kernel in float64")
     g.add_argument(
@@ -139,10 +141,30 @@ def _space(name: str):
     return get_space(name)
 
 
-def _console():
+def _console(width: int = 140):
+    """A console at least ``width`` wide (a pipe would get 80): 100 fits the leaderboards."""
     from rich.console import Console
 
-    return Console(width=max(Console().width, 140))
+    return Console(width=max(Console().width, width))
+
+
+def _param_bound(text: str):
+    """``--min-params``/``--max-params``: 5000000, 5M, 500k, none (no bound), default."""
+    from ntknas.study import SPACE_DEFAULT
+
+    t = text.strip().lower()
+    if t in ("none", SPACE_DEFAULT):
+        return None if t == "none" else SPACE_DEFAULT
+    scale = {"k": 10**3, "m": 10**6, "g": 10**9}.get(t[-1:], 1)
+    try:
+        value = float(t[:-1] if scale > 1 else t) * scale
+    except ValueError:
+        value = math.nan
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a parameter count (e.g. 5000000 or 5M), none or default"
+        )
+    return int(value)
 
 
 # --- commands -----------------------------------------------------------------------------------
@@ -151,9 +173,7 @@ def _console():
 def _search_args(p: argparse.ArgumentParser, leaderboard: bool = True) -> None:
     from ntknas.study import (
         DEFAULT_HEARTBEAT,
-        DEFAULT_OBJECTIVE,
         DEFAULT_RETRIES,
-        DEFAULT_SEARCH_BN,
         DEFAULT_STORAGE,
         RECONNECT_SECONDS,
         sampler_names,
@@ -165,9 +185,9 @@ def _search_args(p: argparse.ArgumentParser, leaderboard: bool = True) -> None:
     )
     p.add_argument(
         "--objective",
-        default=DEFAULT_OBJECTIVE,
+        default=None,
         help="proxy[:min|max], several comma separated (a Pareto search), or a rank sum "
-        f"rank(a:min+b:max) (TE-NAS aggregation); default {DEFAULT_OBJECTIVE}",
+        "rank(a:min+b:max) (TE-NAS aggregation); default: the space's (`ntknas spaces`)",
     )
     p.add_argument(
         "--sampler", choices=sampler_names(), default="tpe", help="Optuna sampler (default tpe)"
@@ -181,9 +201,14 @@ def _search_args(p: argparse.ArgumentParser, leaderboard: bool = True) -> None:
     p.add_argument(
         "--study", default=None, help="study name (default SPACE-OBJECTIVE); rerun to resume"
     )
-    p.add_argument(
-        "--max-params", type=int, default=None, help="constraint: at most this many parameters"
-    )
+    for bound, side in (("--min-params", "at least"), ("--max-params", "at most")):
+        p.add_argument(
+            bound,
+            type=_param_bound,
+            default="default",
+            help=f"budget: {side} this many parameters in the network as scored (5000000 or 5M); "
+            "none lifts the bound (default: the space's, see `ntknas spaces`)",
+        )
     if leaderboard:
         p.add_argument("--top", type=int, default=10, help="leaderboard rows (default 10)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -208,7 +233,7 @@ def _search_args(p: argparse.ArgumentParser, leaderboard: bool = True) -> None:
         default=RECONNECT_SECONDS,
         help="seconds a worker waits for a database server that went away (default %(default)s)",
     )
-    _scoring_args(p, bn_default=DEFAULT_SEARCH_BN)
+    _scoring_args(p)
 
 
 @command("search", _search_args)
@@ -216,7 +241,7 @@ def _search(args) -> int:
     """Search a space: Optuna proposes, the full O×O NTK scores; ends with the leaderboard."""
     from ntknas.study import leaderboard, render
 
-    console = _console()
+    console = _console(100)
     study, code = _run_search(args, console)
     if study is None:
         return code
@@ -251,6 +276,7 @@ def _run_search(args, console):
             sampler=args.sampler,
             storage=args.storage,
             study_name=args.study,
+            min_params=args.min_params,
             max_params=args.max_params,
             progress=not args.no_progress,
             console=console,
@@ -265,15 +291,19 @@ def _run_search(args, console):
         interrupted = True
         if args.storage == "memory":
             return None, 130
-        name = args.study or default_study_name(space.name, args.objective)
+        objective = args.objective or space.default_objective
+        name = args.study or default_study_name(space.name, objective)
         study = load_study(open_storage(args.storage), name)
     return study, 130 if interrupted else 0
 
 
 def _print_summary(study, console) -> None:
+    from ntknas.study import out_of_budget
+
     states: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
-        states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
+        state = "outside the budget" if out_of_budget(t) else t.state.name.lower()
+        states[state] = states.get(state, 0) + 1
     failed = [t for t in study.get_trials(deepcopy=False) if t.state.name == "FAIL"]
     console.print(
         f"study {study.study_name}: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
@@ -305,7 +335,8 @@ def _leaderboard(args) -> int:
     from ntknas.study import leaderboard, load_study, open_storage, render
 
     study = load_study(open_storage(args.storage, must_exist=True), args.study)
-    text = render(leaderboard(study, top=args.top, sort=args.sort), args.format, study, _console())
+    df = leaderboard(study, top=args.top, sort=args.sort)
+    text = render(df, args.format, study, _console(100))
     if text is not None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
@@ -315,7 +346,11 @@ def _score_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--space", required=True, help="search space (see `ntknas spaces`)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--config", help="one config as JSON")
-    src.add_argument("--configs", help="a JSONL file, one config per line")
+    src.add_argument(
+        "--configs",
+        help="a JSONL file, one config per line; the rows get a column score, the space's "
+        "default objective over them (higher is better), and the table lists them best first",
+    )
     p.add_argument("--out", default=None, help="write the rows to this CSV (or .json) file")
     p.add_argument(
         "--format",
@@ -336,7 +371,11 @@ def _read_configs(args) -> list[dict]:
 
 @command("score", _score_args)
 def _score(args) -> int:
-    """Score given architectures in one process: one row per config, the config as JSON first."""
+    """Score given architectures in one process: one row per config, the config as JSON first.
+
+    Several configs get a ``score`` column: the space's default objective (its rank sum over
+    the configs given; higher is better), so a list ranks the way a search would rank it. One
+    config has no score: a rank needs others."""
     from ntknas.scoring import score_many
     from ntknas.study import render
 
@@ -352,8 +391,11 @@ def _score(args) -> int:
         except OSError as e:
             raise UsageError(f"cannot write {args.out}: {e.strerror}") from None
         print(f"wrote {len(df)} rows to {args.out}", file=sys.stderr)
-    elif args.format == "table":
-        render(df.assign(rank=range(1, len(df) + 1)), "table", console=_console())
+    elif args.format == "table":  # best score first (the rows in input order without one)
+        if "score" in df:
+            df = df.sort_values("score", ascending=False, kind="stable", na_position="last")
+        shown = df.assign(rank=range(1, len(df) + 1))
+        render(shown, "table", console=_console(100), objective=space.default_objective)
     else:
         sys.stdout.write(render(df, args.format))
     return 1 if (df["error"] != "").any() else 0
@@ -367,11 +409,19 @@ def _spaces(args) -> int:
     from ntknas.study import space_summaries
 
     table = Table(title="search spaces")
-    for c in ("name", "size", "input", "classes", "choices"):
+    for c in ("name", "size", "input", "classes", "budget", "objective", "choices"):
         table.add_column(c, overflow="fold")
     for s in space_summaries():
         size = "infinite" if s["size"] is None else f"{s['size']:,}"
-        table.add_row(s["name"], size, s["input_shape"], str(s["num_classes"]), s["choices"])
+        table.add_row(
+            s["name"],
+            size,
+            s["input_shape"],
+            str(s["num_classes"]),
+            s["budget"],
+            s["objective"],
+            s["choices"],
+        )
     _console().print(table)
     return 0
 

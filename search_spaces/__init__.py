@@ -9,6 +9,7 @@ from . import mlp as mlp  # noqa: F401  (registers "mlp")
 from . import nb201 as nb201  # noqa: F401  (registers "nb201")
 from . import resnet as resnet  # noqa: F401  (registers "resnet")
 from . import vit as vit  # noqa: F401  (registers "vit-tiny", "vit-small", "vit-base")
+from ._base import SHORT_WIDTH as SHORT_WIDTH
 from ._base import SearchSpace as SearchSpace
 from ._base import SharedGraph as SharedGraph
 from ._base import get_space as get_space

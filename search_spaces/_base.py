@@ -80,6 +80,7 @@ class SharedGraph:
 
 
 _REGISTRY: dict[str, type[SearchSpace]] = {}
+SHORT_WIDTH = 24  # the most characters of SearchSpace.short
 
 
 class SearchSpace(abc.ABC):
@@ -92,6 +93,12 @@ class SearchSpace(abc.ABC):
       size: the number of architectures, or None when infinite.
       has_batch_norm: whether built modules hold BatchNorm (``batch_stats``), i.e. whether the
         ``train`` flag (inference vs batch statistics) changes their outputs.
+      default_budget: ``(low, high)`` parameter counts a search keeps to unless the user gives
+        bounds, counted on the network as scored (the leaderboard's ``params``); None leaves a
+        side open. ``(None, None)``: no budget.
+      default_objective: what a search optimizes, and what ``score_many``'s ``score`` column
+        ranks by, unless the user names an objective (the syntax of
+        :func:`ntknas.proxies.parse_terms`; a space names it, the study and scoring evaluate it).
     """
 
     name: ClassVar[str]
@@ -99,6 +106,10 @@ class SearchSpace(abc.ABC):
     default_input_shape: ClassVar[tuple[int, int, int]]
     size: ClassVar[int | None] = None
     has_batch_norm: ClassVar[bool] = False
+    default_budget: ClassVar[tuple[int | None, int | None]] = (None, None)
+    # Chosen by the NAS-Bench-201 study (experiments/README.md); spaces whose own study found
+    # better set theirs.
+    default_objective: ClassVar[str] = "rank(ntk_eig_min:max+ntk_eff_rank:max+flops:max)"
 
     @abc.abstractmethod
     def suggest(self, trial) -> Config:
@@ -115,6 +126,17 @@ class SearchSpace(abc.ABC):
     @abc.abstractmethod
     def describe(self, config: Config) -> str:
         """A short one-line description for leaderboards."""
+
+    def short(self, config: Config) -> str:
+        """A description of at most :data:`SHORT_WIDTH` characters: one leaderboard cell that
+        fits a 100-column terminal (the full config stays in CSV and JSON)."""
+        return self.describe(config)
+
+    def size_extremes(self) -> tuple[Config, ...]:
+        """Configs among which are the space's fewest and its most parameters, for every input
+        shape and class count; a budget no config can meet is refused before a search starts.
+        Empty: not known (such a budget is found out while sampling)."""
+        return ()
 
     def shared_graph(
         self, num_classes: int | None = None, input_shape: Sequence[int] | None = None

@@ -290,6 +290,24 @@ class MixerSpace(SearchSpace):
             f"tok{c['tokens_mlp_dim']} ch{c['channels_mlp_dim']}"
         )
 
+    def short(self, config: Config) -> str:
+        """``p8 d6 h512 t256 c2048``: patch, depth, hidden, token-MLP and channel-MLP widths."""
+        c = self.validate(config)
+        return (
+            f"p{c['patch_size']} d{c['depth']} h{c['hidden_dim']} "
+            f"t{c['tokens_mlp_dim']} c{c['channels_mlp_dim']}"
+        )
+
+    def size_extremes(self) -> tuple[Config, ...]:
+        """Per patch size (the stem grows with it, the token MLPs shrink), every width and the
+        depth at its least and at its most."""
+        dims = (HIDDEN_DIMS, TOKENS_MLP_DIMS, CHANNELS_MLP_DIMS)
+        return tuple(
+            dict(zip(_FIELDS, (p, pick((MIN_DEPTH, MAX_DEPTH)), *map(pick, dims)), strict=True))
+            for p in PATCH_SIZES
+            for pick in (min, max)
+        )
+
     def enumerate(self) -> Iterator[Config]:
         depths = range(MIN_DEPTH, MAX_DEPTH + 1)
         for values in itertools.product(

@@ -142,6 +142,13 @@ class MLPSpace(SearchSpace):
         c = self.validate(config)
         return f"{c['depth']}x{c['width']} {c['activation']}"
 
+    def size_extremes(self) -> tuple[Config, ...]:
+        """The shallowest narrowest and the deepest widest MLP."""
+        return (
+            {"depth": MIN_DEPTH, "width": min(WIDTHS), "activation": "relu"},
+            {"depth": MAX_DEPTH, "width": max(WIDTHS), "activation": "relu"},
+        )
+
     def enumerate(self) -> Iterator[Config]:
         depths = range(MIN_DEPTH, MAX_DEPTH + 1)
         for values in itertools.product(depths, WIDTHS, ACTIVATIONS):

@@ -326,6 +326,15 @@ class NB201Space(SearchSpace):
         cell = self.validate(config)["cell"]
         return f"{cell} ({' '.join(_ABBREV[int(d)] for d in cell)})"
 
+    def short(self, config: Config) -> str:
+        """The cell string, e.g. ``222110`` (README edge order; digits as in ``OPS``)."""
+        return self.validate(config)["cell"]
+
+    def size_extremes(self) -> tuple[Config, ...]:
+        """No parametrized op (``none``) on any edge, and a 3x3 conv on every edge."""
+        none, conv3 = OPS.index("none"), OPS.index("nor_conv_3x3")
+        return ({"cell": str(none) * len(EDGES)}, {"cell": str(conv3) * len(EDGES)})
+
     def enumerate(self) -> Iterator[Config]:
         for digits in itertools.product(range(len(OPS)), repeat=len(EDGES)):
             yield {"cell": "".join(map(str, digits))}

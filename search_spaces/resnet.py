@@ -326,6 +326,21 @@ class ResNetSpace(SearchSpace):
         stem = f" {config['stem']}-stem" if "stem" in config else ""
         return f"{config['block']} {depths} w{config['width']}{stem}"
 
+    def short(self, config: Config) -> str:
+        """``bneck 3-4-6-3 w64``: block (``basic`` or ``bneck``), blocks per stage, width (then
+        ``cifar``/``imnet`` for a named stem)."""
+        config = self.validate(config)
+        block = "bneck" if config["block"] == "bottleneck" else config["block"]
+        depths = "-".join(map(str, config["depths"]))
+        stem = {"cifar": " cifar", "imagenet": " imnet"}.get(config.get("stem"), "")
+        return f"{block} {depths} w{config['width']}{stem}"
+
+    def size_extremes(self) -> tuple[Config, ...]:
+        """Either block at the fewest stages, blocks and width, and at the most."""
+        least = {"depths": [1] * min(NUM_STAGES), "width": min(WIDTHS)}
+        most = {"depths": [MAX_BLOCKS_PER_STAGE] * max(NUM_STAGES), "width": max(WIDTHS)}
+        return tuple({"block": b, **c} for c in (least, most) for b in BLOCKS)
+
     def enumerate(self) -> Iterator[Config]:
         blocks = range(1, MAX_BLOCKS_PER_STAGE + 1)
         for block, width, num_stages in itertools.product(BLOCKS, WIDTHS, NUM_STAGES):

@@ -182,6 +182,32 @@ class _AutoFormerSpace(SearchSpace):
         text += f" p{config['patch_size']}" if "patch_size" in config else ""
         return text + (f" {config['variant']}" if "variant" in config else "")
 
+    def short(self, config: Config) -> str:
+        """``e384 d13 h6.2 m3.7``: embedding, depth, mean heads, mean MLP ratio (then ``p16``
+        for a named patch, ``ap`` for the autoprox variant)."""
+        config = self.validate(config)
+        heads, ratios = config["heads"], config["mlp_ratio"]
+        text = (
+            f"e{config['embed_dim']} d{config['depth']} h{sum(heads) / len(heads):.1f} "
+            f"m{sum(ratios) / len(ratios):.1f}"
+        )
+        text += f" p{config['patch_size']}" if "patch_size" in config else ""
+        return text + (" ap" if config.get("variant") == "autoprox" else "")
+
+    def size_extremes(self) -> tuple[Config, ...]:
+        """Every choice at its least and at its most: parameters grow with each of them."""
+        c = self.choices
+        return tuple(
+            {
+                "embed_dim": pick(c.embed_dims),
+                "depth": d,
+                "heads": [pick(c.heads)] * d,
+                "mlp_ratio": [pick(c.mlp_ratios)] * d,
+            }
+            for pick in (min, max)
+            for d in (pick(c.depths),)
+        )
+
     def enumerate(self) -> Iterator[Config]:
         c = self.choices
         for depth, embed in itertools.product(c.depths, c.embed_dims):
@@ -196,6 +222,8 @@ class _AutoFormerSpace(SearchSpace):
 
 
 # The choices of AutoFormer's supernet-T/S/B search spaces (experiments/supernet/supernet-*.yaml).
+# Default budgets: the parameter ranges AutoFormer's own searches use (5-6M for T, 22-23M for S,
+# 42-54M for B), applied to the network as scored (32x32 input, 10 logits by default).
 
 
 @register
@@ -205,6 +233,7 @@ class VitTiny(_AutoFormerSpace):
     name = "vit-tiny"
     choices = _Choices((192, 216, 240), (12, 13, 14), (3, 4), (3.5, 4.0))
     size = choices.size()
+    default_budget = (5_000_000, 6_000_000)
 
 
 @register
@@ -214,6 +243,7 @@ class VitSmall(_AutoFormerSpace):
     name = "vit-small"
     choices = _Choices((320, 384, 448), (12, 13, 14), (5, 6, 7), (3.0, 3.5, 4.0))
     size = choices.size()
+    default_budget = (22_000_000, 23_000_000)
 
 
 @register
@@ -223,3 +253,4 @@ class VitBase(_AutoFormerSpace):
     name = "vit-base"
     choices = _Choices((528, 576, 624), (14, 15, 16), (9, 10), (3.0, 3.5, 4.0))
     size = choices.size()
+    default_budget = (42_000_000, 54_000_000)

@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 
 import cli
-from ntknas.study import DEFAULT_OBJECTIVE
+from search_spaces import get_space
+
+DEFAULT_OBJECTIVE = get_space("mlp").default_objective
 
 ROOT = Path(__file__).resolve().parents[1]
 # Small settings: a 2x2x3 input, batch 2, and a parameter cap so big MLPs are skipped unscored.
@@ -52,7 +54,8 @@ def test_search_in_process_prints_leaderboard_and_resumes(study_db, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert f"study mlp-{DEFAULT_OBJECTIVE}: 5 complete" in out  # 3 earlier trials + 2 now
-    assert "ntk_cond" in out and "rank_sum" in out
+    assert "ntk_eig_min" in out and "rank_sum" in out  # the objective's proxies
+    assert "budget: at most 20k params (user)" in out
 
 
 @pytest.mark.parametrize("fmt", ["table", "csv", "json"])
@@ -67,9 +70,10 @@ def test_leaderboard_in_process(study_db, capsys, fmt):
     elif fmt == "json":
         rows = json.loads(out)
         assert rows[0]["rank"] == 1 and isinstance(rows[0]["config"], dict)
-    else:  # the objective's rank sum and parts, then the usual columns
-        for name in ("rank_sum", "ntk_eig_min", "ntk_eff_rank", "ntk_cond", "params"):
+    else:  # rank, the short description, params, the objective's rank sum and parts
+        for name in ("network", "params", "rank_sum", "ntk_eig_min", "ntk_eff_rank", "flops"):
             assert name in out
+        assert "ntk_cond" not in out and "budget: at most 20k params (user)" in out
 
 
 def test_score_in_process_config_and_configs_file(tmp_path, capsys):
@@ -79,14 +83,25 @@ def test_score_in_process_config_and_configs_file(tmp_path, capsys):
     argv = ["score", "--space", "mlp", "--configs", str(configs), "--out", str(out)]
     assert cli.main([*argv, "--batch", "2", "--input-size", "2"]) == 0
     df = pd.read_csv(out)
-    assert list(df.columns[:3]) == ["config", "description", "ntk_cond"]
+    assert list(df.columns[:4]) == ["config", "description", "score", "ntk_cond"]
     assert [json.loads(c)["depth"] for c in df["config"]] == [2, 1]
     assert (df["ntk_cond"] > 0).all() and (df["error"].isna() | (df["error"] == "")).all()
+    assert (df["bn"] == "train").all()  # one BatchNorm default for score and search
+    # the space's default objective, a rank sum of three proxies over the two configs
+    parts = ("ntk_eig_min", "ntk_eff_rank", "flops")
+    expected = sum(df[p].rank() for p in parts)
+    assert list(df["score"]) == list(expected) and set(df["score"]) <= set(range(3, 7))
     capsys.readouterr()
     argv = ["score", "--space", "mlp", "--config", MLP, "--batch", "2", "--input-size", "2"]
     assert cli.main([*argv, "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 1 and rows[0]["ntk_cond"] == pytest.approx(df["ntk_cond"][0], rel=1e-6)
+    assert "score" not in rows[0]  # a rank needs others: one config has none
+    assert cli.main(["score", "--space", "mlp", "--configs", str(configs), *argv[5:]]) == 0
+    table = capsys.readouterr().out  # best score first
+    best = df.sort_values("score", ascending=False)["description"].iloc[0]
+    first = next(line for line in table.splitlines() if line.strip().startswith("1 "))
+    assert best in first
 
 
 def test_spaces_in_process(capsys):
@@ -175,7 +190,7 @@ def test_subprocess_search_leaderboard_spaces(tmp_path):
     assert f"mlp-{DEFAULT_OBJECTIVE}" in r.stdout
     r = _run("leaderboard", "--format", "csv", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("rank,trial,description,ntk_cond")
+    assert r.stdout.startswith("rank,trial,description,short,ntk_cond")
     r = _run("spaces")
     assert r.returncode == 0 and "vit-small" in r.stdout
     r = _run("score", "--space", "nope", "--config", "{}")

@@ -14,6 +14,7 @@ from ._cache import cache_stats as cache_stats
 from ._cache import enable_compile_cache as enable_compile_cache
 from ._options import BN_MODES as BN_MODES
 from ._options import DEFAULT_BATCH as DEFAULT_BATCH
+from ._options import DEFAULT_BN as DEFAULT_BN
 from ._options import MATRIX_FREE_ABOVE as MATRIX_FREE_ABOVE
 from ._options import ScoreOptions as ScoreOptions
 from ._options import apply_overrides as apply_overrides

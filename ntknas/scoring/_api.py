@@ -31,7 +31,7 @@ def score(space, config: dict, **options) -> Score:
       space: a space name (see ``ntknas spaces``) or a :class:`search_spaces.SearchSpace`.
       config: the architecture, as the space's ``suggest`` returns it (validated here).
       **options: fields of :class:`ScoreOptions` (batch, seed, data, num_classes, input_shape,
-        bn, float64, method).
+        bn (``"train"``, batch statistics, by default, as in a search), float64, method).
 
     Returns:
       A :class:`Score`: ``score["ntk_cond"]`` reads a proxy of :data:`ntknas.proxies.PROXIES`,
@@ -66,8 +66,11 @@ def score_many(space, configs, *, on_row=None, **options):
 
     Returns:
       A ``pandas.DataFrame``, one row per config in input order: ``config`` (canonical JSON),
-      ``description``, the proxies, how they were obtained (:meth:`Score.as_dict`), and
-      ``error`` (empty when scored).
+      ``description``, ``score``, the proxies, how they were obtained (:meth:`Score.as_dict`),
+      and ``error`` (empty when scored). ``score`` ranks the configs the validated way: the
+      space's ``default_objective`` evaluated over the configs scored here (its rank sum, or
+      the rank of its one proxy; higher is better; NaN for a row that failed). A rank needs
+      others to rank against, so for a single config there is no ``score`` column.
 
     Raises:
       ValueError: unknown space, bad options, or a config outside the space (naming its index).
@@ -101,5 +104,19 @@ def score_many(space, configs, *, on_row=None, **options):
             on_row(i, row)
     first = ["config", "description", *PROXIES]
     df = pd.DataFrame(rows)
+    if len(df) > 1:
+        first.insert(2, "score")
+        df["score"] = objective_score(df, space.default_objective)
     rest = [c for c in df.columns if c not in first]
     return df.reindex(columns=[*first, *rest])
+
+
+def objective_score(df, objective: str):
+    """``objective`` evaluated over the rows of ``df``, higher is better: the rank sum of its
+    proxies (one proxy: its rank; several separated by commas: the sum of their ranks), each
+    ranked in its direction among the rows; NaN where a proxy is missing."""
+    from .. import proxies
+
+    terms, _ = proxies.parse_terms(objective)
+    columns = {t.proxy: df[t.proxy] if t.proxy in df else [float("nan")] * len(df) for t in terms}
+    return proxies.rank_sum_of(columns, terms)

@@ -9,6 +9,10 @@ from typing import Any
 import numpy as np
 
 BN_MODES = ("eval", "train")
+# BatchNorm on batch statistics, as TE-NAS: the NAS-Bench-201 study (experiments/README.md) found
+# the NTK proxies said little in eval mode. Every entry point (score, score_many, search, compare,
+# the CLI) takes this default; a network without BatchNorm scores the same in either mode.
+DEFAULT_BN = "train"
 DEFAULT_BATCH = 4
 # Kernel matrices with more rows than this (N·O) are read matrix-free by default: forming one
 # costs N·O Jacobian-vector products, the matrix-free spectrum about 300 (see operator_proxies).
@@ -25,8 +29,9 @@ class ScoreOptions:
       data: ``"gaussian"``, ``"digits"`` or ``"mnist"`` (see :mod:`ntknas.data`).
       num_classes: logits O; None means the space's default.
       input_shape: (H, W, C) of one example; None means the space's default.
-      bn: ``"eval"`` (BatchNorm on its initial statistics: examples independent) or ``"train"``
-        (batch statistics: the kernel is taken over the whole batch at once).
+      bn: ``"train"`` (default, :data:`DEFAULT_BN`: BatchNorm on batch statistics, the kernel
+        taken over the whole batch at once) or ``"eval"`` (BatchNorm on its initial
+        statistics: examples independent).
       float64: compute the kernel in float64 (needs ``jax_enable_x64``); float32 otherwise.
       method: the NTK method (see :class:`ntknas.ntk.NtkMethod`); ``"auto"`` picks the cheapest
         for each architecture.
@@ -43,7 +48,7 @@ class ScoreOptions:
     data: str = "gaussian"
     num_classes: int | None = None
     input_shape: tuple[int, ...] | None = None
-    bn: str = "eval"
+    bn: str = DEFAULT_BN
     float64: bool = False
     method: str = "auto"
     overrides: tuple[tuple[str, Any], ...] = ()

@@ -14,7 +14,8 @@ class Score:
     """Every proxy of one architecture and how it was obtained.
 
     Attributes:
-      space, config, description: the architecture.
+      space, config, description: the architecture; ``short`` is its leaderboard cell
+        (:meth:`search_spaces.SearchSpace.short`).
       kernel_proxies: the proxies read from the kernel (:func:`ntknas.proxies.kernel_proxies`).
       spectrum: ``"exact"`` (the kernel formed and diagonalized) or how a matrix-free spectrum
         estimated them (:func:`ntknas.proxies.operator_proxies`; see
@@ -35,6 +36,7 @@ class Score:
     space: str
     config: dict[str, Any]
     description: str
+    short: str
     kernel_proxies: Mapping[str, float]
     spectrum: str
     params: int
@@ -68,6 +70,7 @@ class Score:
             "space": self.space,
             "config": self.config,
             "description": self.description,
+            "short": self.short,
             **self.kernel_proxies,
             "init_seconds": self.init_seconds,
             "kernel_seconds": self.kernel_seconds,

@@ -157,6 +157,7 @@ class Scorer:
             space=space.name,
             config=config,
             description=space.describe(config),
+            short=space.short(config),
             kernel_proxies=kernel_proxies,
             spectrum=spectrum,
             params=n_params,

@@ -9,10 +9,13 @@ Example:
   >>> leaderboard(study, top=5)
 """
 
+from ._budget import SPACE_DEFAULT as SPACE_DEFAULT
+from ._budget import Budget as Budget
+from ._budget import count_text as count_text
+from ._budget import out_of_budget as out_of_budget
+from ._budget import resolve_budget as resolve_budget
 from ._leaderboard import leaderboard as leaderboard
 from ._leaderboard import render as render
-from ._objective import DEFAULT_OBJECTIVE as DEFAULT_OBJECTIVE
-from ._objective import DEFAULT_SEARCH_BN as DEFAULT_SEARCH_BN
 from ._objective import Target as Target
 from ._objective import objective_str as objective_str
 from ._objective import parse_objective as parse_objective

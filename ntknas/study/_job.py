@@ -7,6 +7,7 @@ import dataclasses
 from typing import Any
 
 from . import _objective, _samplers, _storage
+from ._budget import Budget, out_of_budget
 from ._ui import quiet_optuna
 
 
@@ -21,7 +22,7 @@ class Job:
     seed: int
     storage: str
     study_name: str
-    max_params: int | None
+    params_budget: Budget  # parameter bounds of the candidates (``budget``: trials of the run)
     heartbeat: int | None
     grace: int | None
     run_id: str
@@ -51,6 +52,7 @@ def open_study(job: Job):
         "space": job.space.name,
         "objective": job.objective,
         "options": options_dict(job.options),
+        "budget": job.params_budget.as_dict(),
     }
     with quiet_optuna(), _storage.storage_errors(job.storage):
         try:  # loaded first: a journal records every create_study, even one that loads
@@ -85,12 +87,12 @@ def run_worker(job: Job, store, study, stopper, index: int = 0, bar=None) -> int
         _objective.parse_objective(job.objective),
         PoisonGuard(Scorer(shared_graphs=True), store, study_id),
         job.options,
-        job.max_params,
+        job.params_budget,
         on_fail=lambda n, reason: messages.append(f"trial {n} failed: {reason}"),
     )
 
     def on_trial(study, trial):
-        if bar is not None:
+        if bar is not None and not out_of_budget(trial):  # not one of the run's trials
             bar.update(study, trial, messages)
         else:
             messages.clear()
@@ -121,6 +123,13 @@ def _check_resume(study, attrs: dict, targets) -> None:
                 f"study {study.study_name!r} was run with {key} {old[key]!r}, not {attrs[key]!r}; "
                 "use another --study name"
             )
+    bounds = ("min_params", "max_params")
+    if "budget" in old and any(old["budget"].get(k) != attrs["budget"][k] for k in bounds):
+        was, now = Budget.from_dict(old["budget"]), Budget.from_dict(attrs["budget"])
+        raise ValueError(
+            f"study {study.study_name!r} was run with a budget of {was.range_text()}, not "
+            f"{now.range_text()}; use the same bounds or another --study name"
+        )
     if "options" in old and old["options"] != attrs["options"]:
         diff = sorted(k for k in attrs["options"] if old["options"].get(k) != attrs["options"][k])
         was = ", ".join(f"{k}={old['options'].get(k)!r}" for k in diff)

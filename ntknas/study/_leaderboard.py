@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
+
+import numpy as np
 
 from .. import proxies
+from ._budget import Budget, count_text, out_of_budget
 from ._objective import parse_objective, rank_sum
 
-# Columns in the order they are shown; the rich table shows only TABLE_COLUMNS (plus objectives).
+# Columns in the order they are listed (CSV, JSON). The rich table fits 100 columns: rank, the
+# space's short description, params, the objective's rank sum and proxies (TABLE_PROXIES when
+# there is no objective), seconds.
 _META = ["method", "path", "seconds", "compile_seconds", "init_seconds", "kernel_seconds"]
 _META += ["batch", "data", "seed", "bn", "input_shape", "dtype"]
-TABLE_COLUMNS = [
-    "ntk_cond",
-    "ntk_trace",
-    "params",
-    "flops",
-    "method",
-    "seconds",
-]
+TABLE_PROXIES = ["ntk_cond", "ntk_trace", "flops"]
+_COUNTS = ("params", "flops")  # shown as 21.9M in the table
 
 
 def leaderboard(study, top: int | None = None, sort: str | None = None):
@@ -35,7 +35,8 @@ def leaderboard(study, top: int | None = None, sort: str | None = None):
         proxy, or its rank sum).
 
     Returns:
-      A ``pandas.DataFrame`` with columns ``rank``, ``trial``, ``description``, every proxy of
+      A ``pandas.DataFrame`` with columns ``rank``, ``trial``, ``description``, ``short`` (the
+      space's :meth:`~search_spaces.SearchSpace.short`, the table's cell), every proxy of
       :data:`ntknas.proxies.PROXIES`, ``method``, ``path`` (which scored it: ``own`` or
       ``shared``), ``seconds`` and its parts (``compile_seconds``, ``init_seconds``,
       ``kernel_seconds``), the scoring options, and ``config``
@@ -62,19 +63,20 @@ def leaderboard(study, top: int | None = None, sort: str | None = None):
     rows, seen = [], set()
     for t in study.get_trials(deepcopy=False):
         attrs = t.user_attrs
-        if t.state.name != "COMPLETE" or "ntk_cond" not in attrs or _infeasible(t):
+        if t.state.name != "COMPLETE" or "ntk_cond" not in attrs or out_of_budget(t):
             continue
         if attrs.get("config") in seen:
             continue
         seen.add(attrs.get("config"))
         row = {"trial": t.number, "description": attrs.get("description", "")}
+        row["short"] = attrs.get("short", row["description"])  # studies before `short`
         row.update({name: attrs.get(name) for name in proxies.PROXIES})
         row.update({name: attrs.get(name) for name in _META})
         if pareto:
             row["pareto"] = t.number in pareto
         row["config"] = attrs.get("config")
         rows.append(row)
-    columns = ["trial", "description", *proxies.PROXIES, *_META]
+    columns = ["trial", "description", "short", *proxies.PROXIES, *_META]
     columns += ["pareto"] if pareto else []
     df = pd.DataFrame(rows, columns=[*columns, "config"])
     if target is not None:
@@ -90,14 +92,13 @@ def leaderboard(study, top: int | None = None, sort: str | None = None):
     return df.head(top) if top else df
 
 
-def _infeasible(trial) -> bool:
-    constraints = getattr(trial, "constraints", None) or {}
-    values = constraints.values() if isinstance(constraints, dict) else constraints
-    return any(v > 0 for v in values)
-
-
-def render(df, fmt: str = "table", study=None, console=None) -> str | None:
+def render(df, fmt: str = "table", study=None, console=None, objective=None) -> str | None:
     """Writes ``df`` as a rich table (to ``console``) or returns it as CSV or JSON text.
+
+    The table has one line per row on a 100-column terminal: rank, the short description,
+    params, the rank sum (or ``score``) and the proxies of the objective (the study's, else
+    ``objective``, else :data:`TABLE_PROXIES`), seconds; the title names a study and its
+    parameter budget. CSV and JSON hold every column, the full description and config included.
 
     Raises:
       ValueError: an unknown format.
@@ -112,25 +113,47 @@ def render(df, fmt: str = "table", study=None, console=None) -> str | None:
         return json.dumps(records, indent=1, default=_jsonable, allow_nan=True)
     if fmt != "table":
         raise ValueError(f"unknown format {fmt!r}; choose table, csv or json")
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    extra = ["rank_sum"] if "rank_sum" in df.columns else []
     if study is not None and study.user_attrs.get("objective"):
-        extra += [t.proxy for t in parse_objective(study.user_attrs["objective"])]
-    cols = ["rank", "description"] + list(dict.fromkeys(extra + TABLE_COLUMNS))
+        objective = study.user_attrs["objective"]
+    named = [t.proxy for t in parse_objective(objective)] if objective else TABLE_PROXIES
+    ranks = [c for c in ("rank_sum", "score") if c in df.columns]
+    cols = ["rank", "short", "params", *ranks, *[p for p in named if p != "params"], "seconds"]
     cols += ["pareto"] if "pareto" in df.columns else []
-    title = f"study {study.study_name}" if study is not None else None
-    table = Table(title=title)
+    title = None
+    if study is not None:
+        title = f"study {study.study_name}"
+        if "budget" in study.user_attrs:  # the budget in force and where it came from
+            title += f"\nbudget: {Budget.from_dict(study.user_attrs['budget'])}"
+    table = Table(
+        title=title,
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
     for c in cols:
-        table.add_column(c, justify="left" if c in ("description", "method") else "right")
+        table.add_column(
+            "network" if c == "short" else c,
+            justify="left" if c == "short" else "right",
+            no_wrap=True,  # one line per candidate: a column too wide is cut, never wrapped
+            overflow="ellipsis",
+        )
     for _, row in df.iterrows():
-        table.add_row(*[_cell(row.get(c)) for c in cols])
+        table.add_row(*[_cell(row.get(c), c) for c in cols])
     (console or Console()).print(table)
     return None
 
 
-def _cell(v) -> str:
+def _cell(v, column: str = "") -> str:
+    if column in _COUNTS and isinstance(v, numbers.Real) and math.isfinite(v):
+        return count_text(v)
+    if column == "seconds" and isinstance(v, float) and math.isfinite(v):
+        return f"{v:.2f}" if v < 100 else f"{v:.0f}"
+    if column == "pareto" and isinstance(v, (bool, np.bool_)):
+        return "yes" if v else ""
     if isinstance(v, float):
         if not math.isfinite(v):
             return str(v)

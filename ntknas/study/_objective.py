@@ -15,13 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import proxies
+from ._budget import Budget
 
 _WAIT_SECONDS = 0.5  # polling for a duplicate that another worker is scoring
-# The defaults of a search, chosen by the NAS-Bench-201 study in experiments/README.md: the rank
-# sum that ranked cells best, and BatchNorm on batch statistics, without which the NTK proxies
-# said little (a network without BatchNorm scores the same in either mode).
-DEFAULT_OBJECTIVE = "rank(ntk_eig_min:max+ntk_eff_rank:max+flops:max)"
-DEFAULT_SEARCH_BN = "train"
 
 
 @dataclass(frozen=True)
@@ -77,15 +73,20 @@ class Objective:
       targets: from :func:`parse_objective`.
       scorer: a :class:`ntknas.scoring.Scorer`.
       options: the :class:`ntknas.scoring.ScoreOptions` of every trial.
-      max_params: trials with more parameters are infeasible (``trial.set_constraint``); they are
-        not scored and get the worst value of each target.
+      budget: a :class:`~ntknas.study._budget.Budget`; candidates outside it are infeasible
+        (``trial.set_constraint``), are not scored and get the worst value of each target.
       on_fail: called with (trial number, reason) when a candidate fails.
+
+    Attributes:
+      misses: candidates drawn in a row outside the budget (a run stops at
+        :data:`~ntknas.study._budget.OUT_OF_BUDGET_LIMIT`).
     """
 
-    def __init__(self, space, targets, scorer, options, max_params=None, on_fail=None):
+    def __init__(self, space, targets, scorer, options, budget=None, on_fail=None):
         self.space, self.targets, self.scorer, self.options = space, targets, scorer, options
-        self.max_params = max_params
+        self.budget = budget or Budget()
         self.on_fail = on_fail
+        self.misses = 0
         self.on_wait = None  # called while waiting on a duplicate (a worker fails dead peers)
         self._seen: dict[str, tuple[int, dict[str, Any]]] = {}
 
@@ -123,13 +124,17 @@ class Objective:
             key = canonical_json(config)
             trial.set_user_attr("config", key)
             trial.set_user_attr("description", self.space.describe(config))
-            if self.max_params is not None:
+            if self.budget.bounded:
                 n = self.scorer.count_params(self.space, config, self.options)
-                trial.set_constraint("max_params", float(n - self.max_params))
-                if n > self.max_params:
+                for name, value in self.budget.constraints(n).items():
+                    trial.set_constraint(name, value)
+                why = self.budget.violation(n)
+                if why is not None:
+                    self.misses += 1
                     trial.set_user_attr("params", n)
-                    trial.set_user_attr("infeasible", f"params {n} > max_params {self.max_params}")
+                    trial.set_user_attr("infeasible", why)
                     return self._values({"params": n}, fill_worst=True)
+                self.misses = 0
             seen = self._lookup(trial, key)
             if seen is not None:
                 number, attrs = seen

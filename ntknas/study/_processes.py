@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 from . import _heartbeat, _storage
+from ._budget import out_of_budget
 from ._job import Job, open_study, run_worker
 from ._ui import Progress, StopOnSigint, Terminated
 
@@ -175,11 +176,14 @@ POLL_SECONDS = 1.0
 
 
 def finished_trials(store, study, run_id: str) -> int:
-    """Finished trials of the run (a dead trial that was retried is not counted)."""
+    """Finished trials of the run (a dead trial that was retried, or a candidate outside the
+    parameter budget, is not counted)."""
     trials = store.get_all_trials(store.get_study_id_from_name(study.study_name), deepcopy=False)
     mine = [t for t in trials if t.system_attrs.get(_heartbeat.RUN_ATTR) == run_id]
     retried = {n for t in mine for n in t.system_attrs.get("retry_history", [])}
-    return sum(t.state.is_finished() and t.number not in retried for t in mine)
+    return sum(
+        t.state.is_finished() and t.number not in retried and not out_of_budget(t) for t in mine
+    )
 
 
 def _child(job: Job, index: int, cpus: tuple[int, ...] | None) -> None:

@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from . import _objective, _samplers, _storage
+from ._budget import SPACE_DEFAULT, check_reachable, resolve_budget
 from ._job import Job, open_study, run_worker
 from ._ui import Progress, StopOnSigint, quiet_optuna
 
@@ -15,12 +16,13 @@ def search(
     space,
     n_trials: int = 20,
     *,
-    objective: str = _objective.DEFAULT_OBJECTIVE,
+    objective: str | None = None,
     sampler: str = "tpe",
     seed: int = 0,
     storage: str = _storage.DEFAULT_STORAGE,
     study_name: str | None = None,
-    max_params: int | None = None,
+    min_params: int | str | None = SPACE_DEFAULT,
+    max_params: int | str | None = SPACE_DEFAULT,
     progress: bool = False,
     console=None,
     jobs: int = 1,
@@ -48,14 +50,16 @@ def search(
       objective: proxies with directions, e.g. ``"ntk_cond:min"``, ``"ntk_cond:min,params:min"``
         (multi-objective; use ``sampler="tpe"`` or ``"nsga2"``), or a rank sum such as
         ``"rank(ntk_cond:min+ntk_trace:max)"`` (a Pareto search over its parts; the leaderboard
-        orders by the rank sum). Default: :data:`DEFAULT_OBJECTIVE`.
+        orders by the rank sum). None: the space's ``default_objective``.
       sampler: ``"tpe"``, ``"random"``, ``"nsga2"``, ``"grid"`` or ``"qmc"``.
       seed: seeds the sampler, the initialization and the data.
       storage: an Optuna storage URL (``"memory"`` for none); SQLite in the working directory by
         default. Several processes need ``journal:PATH`` (one machine) or ``postgresql://...``.
       study_name: defaults to ``"{space}-{objective}"``.
-      max_params: candidates with more parameters are infeasible (Optuna constraint) and are not
-        scored.
+      min_params, max_params: the parameter budget, counted on the network as scored:
+        candidates outside it are infeasible (Optuna constraints), are not scored and do not
+        count against ``n_trials``. :data:`SPACE_DEFAULT` (the default) takes the space's
+        ``default_budget`` for that bound; None lifts it.
       progress: show a rich progress bar (trials, best so far, seconds per candidate).
       console: a ``rich.console.Console`` for the progress bar and messages.
       jobs: worker processes on this machine, each with its own JAX runtime; one per
@@ -68,13 +72,16 @@ def search(
       reconnect: seconds a worker waits for a database server that went away (a restart) before
         it gives up with ``ValueError`` (default :data:`~ntknas.study._storage.RECONNECT_SECONDS`).
       **score_options: fields of :class:`ntknas.scoring.ScoreOptions` (batch, data, num_classes,
-        input_shape, bn, float64, method); ``bn`` defaults to :data:`DEFAULT_SEARCH_BN` here.
+        input_shape, bn, float64, method).
 
     Returns:
       The ``optuna.Study``.
 
     Raises:
-      ValueError: unknown space, proxy, direction or sampler; a bad or unreachable storage, or
+      ValueError: unknown space, proxy, direction or sampler; a bad budget, one no network of
+        the space can meet (checked before the search starts against the space's
+        ``size_extremes``, and after ``OUT_OF_BUDGET_LIMIT`` candidates in a row outside it);
+        a bad or unreachable storage, or
         one that fails for good while the search runs (a full or read-only disk, a server down
         for longer than ``reconnect``); a study that exists with another space, objective or
         scoring options; ``jobs > 1`` on a storage other processes cannot share. A password in
@@ -89,17 +96,15 @@ def search(
     """
     from search_spaces import SearchSpace, get_space
 
-    from ..scoring import ScoreOptions
+    from ..scoring import ScoreOptions, Scorer
 
     space = space if isinstance(space, SearchSpace) else get_space(space)
+    objective = space.default_objective if objective is None else objective
     targets = _objective.parse_objective(objective)
-    options = ScoreOptions(seed=seed, **{"bn": _objective.DEFAULT_SEARCH_BN, **score_options})
+    options = ScoreOptions(seed=seed, **score_options)
     if not isinstance(n_trials, int) or isinstance(n_trials, bool) or n_trials < 0:
         raise ValueError(f"n_trials must be a non-negative int, got {n_trials!r}")
-    if max_params is not None and (
-        not isinstance(max_params, int) or isinstance(max_params, bool) or max_params < 1
-    ):
-        raise ValueError(f"max_params must be a positive int, got {max_params!r}")
+    budget = resolve_budget(space, min_params, max_params)
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise ValueError(f"jobs must be a positive int, got {jobs!r}")
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
@@ -116,6 +121,7 @@ def search(
     with quiet_optuna():
         _samplers.make_sampler(sampler, space, seed)  # fail on a bad sampler before any I/O
         _check_overrides(space, options)
+    check_reachable(space, budget, Scorer(), options)
     objective_text = _objective.objective_str(targets)
     job = Job(
         space=space,
@@ -125,7 +131,7 @@ def search(
         seed=seed,
         storage=storage,
         study_name=study_name or default_study_name(space.name, objective),
-        max_params=max_params,
+        params_budget=budget,
         heartbeat=heartbeat,
         grace=grace,
         run_id=uuid.uuid4().hex,

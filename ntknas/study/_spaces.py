@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ._budget import resolve_budget
 from ._samplers import probe_distributions
 from ._ui import quiet_optuna
 
 
 def space_summaries() -> list[dict[str, Any]]:
-    """One dict per registered space: name, size, input shape, classes, and the choices.
+    """One dict per registered space: name, size, input shape, classes, default budget (as
+    scored at the default input and classes) and objective, and the choices.
 
     Choices are read from the parameters ``suggest`` draws (see
     :func:`ntknas.study.grid_search_space`); per-layer parameters ``heads_0``, ``heads_1``, ...
@@ -29,6 +31,8 @@ def space_summaries() -> list[dict[str, Any]]:
                 "size": space.size,
                 "input_shape": "x".join(map(str, space.default_input_shape)),
                 "num_classes": space.default_num_classes,
+                "budget": resolve_budget(space).range_text(),
+                "objective": space.default_objective,
                 "choices": _choices_text(dists),
             }
         )

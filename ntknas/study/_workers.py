@@ -27,7 +27,7 @@ import time
 import warnings
 import zlib
 
-from . import _heartbeat, _storage
+from . import _budget, _heartbeat, _storage
 from ._ui import Terminated
 
 POLL_SECONDS = 1.0  # how often an idle worker looks for retries, or a waiting one for a result
@@ -232,6 +232,12 @@ class Worker:
                 continue
             frozen = self._run_one(*claimed)
             done += 1
+            if self.objective.misses >= _budget.OUT_OF_BUDGET_LIMIT:
+                raise ValueError(
+                    f"{self.objective.misses} candidates in a row were outside the budget "
+                    f"({self.objective.budget}); no network of the space (or too few for the "
+                    "sampler to find) meets it: widen it or lift a bound with none"
+                )
             if frozen is not None:
                 self.on_trial(self.study, frozen)
             if self._persistent(self._grid_exhausted):
@@ -262,9 +268,12 @@ class Worker:
         return trial, trial_id
 
     def units(self, trials) -> int:
-        """Trials counted against this run's budget: a dead trial and its retry count once."""
+        """Trials counted against this run's budget: a dead trial and its retry count once, a
+        candidate outside the parameter budget (not scored) not at all."""
         mine = [t for t in trials if t.system_attrs.get(_heartbeat.RUN_ATTR) == self.run_id]
-        return len(mine) - sum("failed_trial" in t.system_attrs for t in mine)
+        return len(mine) - sum(
+            "failed_trial" in t.system_attrs or _budget.out_of_budget(t) for t in mine
+        )
 
     def _run_has_running_trials(self) -> bool:
         from optuna.trial import TrialState

@@ -132,6 +132,7 @@ def test_score_record_and_its_stored_dict():
         "space",
         "config",
         "description",
+        "short",
         *kernel,
         "init_seconds",
         "kernel_seconds",
@@ -163,6 +164,34 @@ def test_score_record_and_its_stored_dict():
     (compiled,) = scorer._models.values()
     with pytest.raises(dataclasses.FrozenInstanceError):
         compiled.kernel = None
+
+
+def test_one_batch_norm_default_everywhere():
+    """Batch statistics (the NB201 study's setting) unless told otherwise, in Python as on the
+    command line; on a BatchNorm network the two modes give other kernels."""
+    import cli
+
+    assert scoring.ScoreOptions().bn == scoring.DEFAULT_BN == "train"
+    for command in ("score", "search", "worker", "compare"):
+        extra = ["--config", "{}"] if command == "score" else []
+        args = cli.build_parser().parse_args([command, "--space", "nb201", *extra])
+        assert args.bn == "train", command
+    cell, small = {"cell": "200000"}, dict(batch=2, input_shape=(8, 8, 3), num_classes=2)
+    default = scoring.score("nb201", cell, **small)
+    assert default.bn == "train"
+    assert default["ntk_trace"] == scoring.score("nb201", cell, bn="train", **small)["ntk_trace"]
+    assert default["ntk_trace"] != scoring.score("nb201", cell, bn="eval", **small)["ntk_trace"]
+
+
+def test_score_many_ranks_by_the_space_default_objective():
+    configs = [{"width": w, "depth": d} for w in (4, 8) for d in (1, 2)]
+    df = scoring.score_many(Tiny(), configs, batch=2)
+    assert list(df.columns[:3]) == ["config", "description", "score"]
+    parts = ("ntk_eig_min", "ntk_eff_rank", "flops")  # Tiny's (the base) default objective
+    assert Tiny.default_objective == f"rank({':max+'.join(parts)}:max)"
+    assert list(df["score"]) == list(sum(df[p].rank() for p in parts))
+    one = scoring.score_many(Tiny(), configs[:1], batch=2)
+    assert "score" not in one.columns  # a rank needs others
 
 
 def test_patch_override_reaches_the_vit_config():

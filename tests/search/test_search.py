@@ -20,7 +20,7 @@ def _url(tmp_path):
 def test_search_persists_and_resumes_from_sqlite(tmp_path):
     url = _url(tmp_path)
     study = ntknas.search(Tiny(), 3, storage=url, sampler="random", seed=1, **SMALL)
-    assert study.study_name == f"tiny-{S.DEFAULT_OBJECTIVE}"
+    assert study.study_name == f"tiny-{Tiny.default_objective}"
     assert len(study.trials) == 3
     first = {t.number: dict(t.user_attrs) for t in study.trials}
     # a new call with the same arguments resumes the same study from the file
@@ -48,7 +48,7 @@ def test_search_persists_and_resumes_from_sqlite(tmp_path):
         assert name in attrs
     for name in ("method", "seconds", "batch", "data", "seed", "bn", "description", "config"):
         assert name in attrs
-    parts = S.parse_objective(S.DEFAULT_OBJECTIVE)  # Optuna's values are the objective's parts
+    parts = S.parse_objective(Tiny.default_objective)  # Optuna's values are the objective's parts
     assert complete[0].values == [attrs[t.proxy] for t in parts]
 
 
@@ -93,7 +93,7 @@ def test_failing_candidates_become_failed_trials_and_the_search_goes_on():
 
 
 def test_max_params_is_a_constraint_and_infeasible_candidates_are_not_scored():
-    # width 4/8, depth 1/2 on a 2x2x1 input with 3 classes: 27/51 (depth 1) and 47/123 params
+    # width 4/8, depth 1/2 on a 2x2x1 input with 3 classes: 35/67 (depth 1) and 55/139 params
     study = ntknas.search(Tiny(), 8, storage="memory", sampler="grid", max_params=50, **SMALL)
     for t in study.trials:
         params = t.user_attrs["params"]
@@ -153,7 +153,7 @@ def test_objective_strings_round_trip():
     for spec in ("ntk_cond:min", "ntk_cond:min,params:min", "rank(ntk_cond:min+flops:max)"):
         assert S.objective_str(S.parse_objective(spec)) == spec
         assert S.default_study_name("tiny", spec) == f"tiny-{spec}"
-    assert S.parse_objective(S.DEFAULT_OBJECTIVE)
+    assert S.parse_objective(Tiny.default_objective)
     assert S.default_study_name("tiny", "ntk_cond") == "tiny-ntk_cond:min"  # direction written
 
 

@@ -197,3 +197,38 @@ def test_sizes():
     assert get_space("mlp").size == 10 * 6 * 6
     assert get_space("mlp-mixer").size == 3 * 11 * 5 * 4 * 5
     assert get_space("resnet").size == 2 * 5 * (9**3 + 9**4)
+
+
+def _params(space, config, shape) -> int:
+    x = jax.ShapeDtypeStruct((1, *shape), jnp.float32)
+    init = space.build(config, input_shape=shape).init
+    variables = jax.eval_shape(init, jax.random.PRNGKey(0), x)
+    return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(variables["params"]))
+
+
+@pytest.mark.parametrize("name", list_spaces())
+def test_short_is_one_cell(name):
+    """``short`` fits a leaderboard cell (the table keeps 100 columns) and tells configs apart
+    as well as the main choices do; the extremes, the longest forms, included."""
+    space = get_space(name)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    configs = [*space.size_extremes(), *(space.suggest(study.ask()) for _ in range(30))]
+    for config in configs:
+        text = space.short(config)
+        assert 0 < len(text) <= search_spaces.SHORT_WIDTH and "\n" not in text, text
+        assert text == space.short(space.validate(config))
+    assert len({space.short(c) for c in configs}) > len(configs) // 2
+
+
+@pytest.mark.parametrize("name", list_spaces())
+def test_size_extremes_hold_the_fewest_and_most_params(name):
+    """Random draws have parameter counts between the extremes' (at the small input; the
+    budget check relies on it at every input)."""
+    space = get_space(name)
+    shape = SMALL[name][1]
+    extremes = [_params(space, c, shape) for c in space.size_extremes()]
+    assert len(extremes) >= 2 and min(extremes) < max(extremes)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    for _ in range(4):
+        n = _params(space, space.suggest(study.ask()), shape)
+        assert min(extremes) <= n <= max(extremes), (n, extremes)

@@ -56,6 +56,18 @@ CLI_CASES = {
     "zero heartbeat": ([*S, "--heartbeat", "0"], "heartbeat must be a positive int"),
     "grace not past the heartbeat": ([*S, "--heartbeat", "5", "--grace", "5"], "grace (5 s)"),
     "zero max params": ([*S, "--max-params", "0"], "max_params must be a positive int"),
+    "negative min params": ([*S, "--min-params", "-5"], "min_params must be a positive int"),
+    "min params not a count": ([*S, "--min-params", "lots"], "'lots' is not a parameter count"),
+    "max params a fraction": ([*S, "--max-params", "2.5"], "'2.5' is not a parameter count"),
+    "min params above max params": (
+        [*S, "--min-params", "30k"],
+        "min_params 30,000 (user) > max_params 20,000 (user)",
+    ),
+    "budget no network meets": (
+        [*S, "--min-params", "1G", "--max-params", "none"],
+        "no mlp network has at least 1G params (user): at 2x2x3 input and 10 logits",
+    ),
+    "study with another budget": ([*S, "--max-params", "30000"], "was run with a budget of"),
     "jobs on SQLite": (
         [*S[:-4], "--jobs", "2", "--storage", "sqlite:///{folder}/x.db"],
         "not for parallel writers",
@@ -147,6 +159,9 @@ PY_CASES = {
     "NaN reconnect": (dict(reconnect=math.nan), "reconnect"),
     "non-finite batch": (dict(batch=math.inf), "batch"),
     "NaN max params": (dict(max_params=math.nan), "max_params"),
+    "negative min params": (dict(min_params=-1), "min_params must be a positive int"),
+    "min params a string": (dict(min_params="5M"), "min_params must be a positive int"),
+    "min params above max params": (dict(min_params=9, max_params=3), "min_params 9 "),
     "zero heartbeat": (dict(heartbeat=0), "heartbeat"),
     "storage not a URL": (dict(storage="studies.db"), "not a URL"),
     "storage with a password, unreachable": (
