@@ -1,6 +1,16 @@
 import os
 
-import jax
+# XLA's CPU backend compiles at LLVM's lowest optimization level: the suite's programs are small,
+# so its time goes to compiling them, not running them. The programs (their HLO), and so what the
+# tests check, are the same; float results may differ in the last bits, which the tolerances allow.
+# Set before JAX starts its backend; subprocesses (CLI, workers) inherit it.
+# NTKNAS_TEST_XLA_OPT=1 keeps XLA's defaults.
+_FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+_flags = os.environ.get("XLA_FLAGS", "")
+if os.environ.get("NTKNAS_TEST_XLA_OPT") != "1" and _FAST_COMPILE not in _flags:
+    os.environ["XLA_FLAGS"] = f"{_flags} {_FAST_COMPILE}".strip()
+
+import jax  # noqa: E402
 
 # Tests never write to the user's compilation cache; the cache's own tests set a temporary one.
 os.environ.setdefault("NTKNAS_COMPILE_CACHE", "0")

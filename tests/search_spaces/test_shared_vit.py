@@ -18,7 +18,15 @@ import pytest
 from search_spaces import get_space, vit
 from search_spaces._autoformer_layers import VARIANTS, Variant
 
-from .test_shared_masked import _assert_close, _f64, _kernel_fn, dense_calls  # noqa: F401
+from ._shared import (
+    SD,
+    assert_close,
+    assert_graph_gives_own_kernel,
+    assert_init_own_in_place,
+    assert_select_is_own,
+    ntk_of,
+    own_variables,
+)
 
 RNG = np.random.default_rng(11)
 N, CLASSES = 2, 2
@@ -62,26 +70,17 @@ FAST = {("vit-tiny", 0), ("vit-tiny", 1), ("vit-small", 2)}
 slow = [pytest.mark.slow]
 
 
+_GRAPHS: dict = {}  # space -> its shrunk shared graph, built once per module (under the patches)
+
+
 @pytest.fixture
 def shrunk(monkeypatch, request):
     space = get_space(request.param)
     monkeypatch.setattr(type(space), "choices", SHRUNK[request.param])
     monkeypatch.setitem(VARIANTS, "autoformer", TINY_HEAD)
-    return space, space.shared_graph(CLASSES, SHAPE)
-
-
-def _own_and_embedded(space, graph, config, shape, x):
-    own_module = space.build(config, CLASSES, shape)
-    own = _f64(jax.jit(own_module.init)(jax.random.PRNGKey(0), x))
-    own = jax.tree.map(lambda a: a + 0.1 * jnp.sin(jnp.arange(a.size).reshape(a.shape)), own)
-    return own_module, own, graph.embed(own, config)
-
-
-def _check_select(graph, shared, own, config):
-    picked = graph.select(shared, config)  # own tree, own shapes: the own parameter count
-    assert jax.tree.structure(picked) == jax.tree.structure(own)
-    for a, b in zip(jax.tree.leaves(picked), jax.tree.leaves(own), strict=True):
-        np.testing.assert_array_equal(a, b)
+    if request.param not in _GRAPHS:
+        _GRAPHS[request.param] = space.shared_graph(CLASSES, SHAPE)
+    return space, _GRAPHS[request.param]
 
 
 @pytest.mark.parametrize(
@@ -94,18 +93,11 @@ def _check_select(graph, shared, own, config):
     ],
     indirect=["shrunk"],
 )
-def test_embedded_own_variables_give_the_own_kernel(shrunk, config, dense_calls):  # noqa: F811
+def test_embedded_own_variables_give_the_own_kernel(shrunk, config, dense_calls):
     space, graph = shrunk
     x = jax.random.normal(jax.random.PRNGKey(1), (N, *SHAPE), jnp.float64)
-    own_module, own, shared = _own_and_embedded(space, graph, config, SHAPE, x)
-    arch = (jnp.asarray(graph.encode(config), jnp.float64),)
-    _check_select(graph, shared, own, config)
-    want = _kernel_fn(own_module, own, (), False, "jacobian_contraction")(x)
-    assert float(jnp.min(jnp.abs(want))) > 0  # every entry is data: the test can fail
-    got = _kernel_fn(graph.module, shared, arch, False, "jacobian_contraction")(x)
-    _assert_close(got, want)
-    got = _kernel_fn(graph.module, shared, arch, False, "structured_derivatives")(x)
-    _assert_close(got, want)
+    own_module, own = own_variables(space, config, CLASSES, SHAPE, x)
+    assert_graph_gives_own_kernel(graph, config, own_module, own, x)
     assert dense_calls == []
 
 
@@ -125,19 +117,7 @@ def test_init_own_is_the_own_init_in_place(shrunk, config):
     x = jax.random.normal(jax.random.PRNGKey(1), (N, *SHAPE), jnp.float64)
     own = space.build(config, CLASSES, SHAPE).init(jax.random.PRNGKey(0), x)
     variables = graph.init_own(jax.random.PRNGKey(0), x, config)
-    picked = graph.select(variables, config)
-    assert jax.tree.structure(picked) == jax.tree.structure(own)
-    for a, b in zip(jax.tree.leaves(picked), jax.tree.leaves(own), strict=True):
-        assert a.shape == b.shape and a.dtype == b.dtype
-        if b.size > 1 and bool(jnp.all(b == b.reshape(-1)[0])):  # constant: bias, norm
-            np.testing.assert_array_equal(a, b)
-    arch = (jnp.asarray(graph.encode(config), jnp.float64),)
-    tidy = _f64(graph.embed(picked, config))  # zeros outside
-    outside = jax.tree.map(lambda v, t: v - t, _f64(variables), tidy)
-    assert any(float(jnp.max(jnp.abs(a))) > 0 for a in jax.tree.leaves(outside))
-    got = _kernel_fn(graph.module, _f64(variables), arch, False, "jacobian_contraction")(x)
-    want = _kernel_fn(graph.module, tidy, arch, False, "jacobian_contraction")(x)
-    _assert_close(got, want)
+    assert_init_own_in_place(graph, config, own, variables, x, outside_drawn=True)
 
 
 def test_configs_the_graph_does_not_hold_are_value_errors():
@@ -179,27 +159,28 @@ def test_real_sizes_outputs_and_params(name, config):
     space = get_space(name)
     graph = space.shared_graph(CLASSES, REAL_SHAPE)
     x = jax.random.normal(jax.random.PRNGKey(1), (N, *REAL_SHAPE), jnp.float64)
-    own_module, own, shared = _own_and_embedded(space, graph, config, REAL_SHAPE, x)
-    _check_select(graph, shared, own, config)
+    own_module, own = own_variables(space, config, CLASSES, REAL_SHAPE, x)
+    shared = graph.embed(own, config)
+    assert_select_is_own(graph, shared, own, config)
     arch = jnp.asarray(graph.encode(config), jnp.float64)
     want = jax.jit(own_module.apply)(own, x)
     got = jax.jit(graph.module.apply)(shared, x, arch)
-    _assert_close(got, want)
+    assert_close(got, want)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("which", [0, 1], ids=["smallest", "largest"])
-def test_real_vit_tiny_kernel(which, dense_calls):  # noqa: F811
+def test_real_vit_tiny_kernel(which, dense_calls):
     """vit-tiny at its own sizes: structured derivatives on the graph == the own network's JC."""
     space = get_space("vit-tiny")
     config = _extremes(space.choices)[which]
     graph = space.shared_graph(CLASSES, REAL_SHAPE)
     x = jax.random.normal(jax.random.PRNGKey(1), (N, *REAL_SHAPE), jnp.float64)
-    own_module, own, shared = _own_and_embedded(space, graph, config, REAL_SHAPE, x)
-    arch = (jnp.asarray(graph.encode(config), jnp.float64),)
-    want = _kernel_fn(own_module, own, (), False, "jacobian_contraction")(x)
-    got = _kernel_fn(graph.module, shared, arch, False, "structured_derivatives")(x)
-    _assert_close(got, want)
+    own_module, own = own_variables(space, config, CLASSES, REAL_SHAPE, x)
+    shared = graph.embed(own, config)
+    arch = jnp.asarray(graph.encode(config), jnp.float64)
+    want = ntk_of(own_module, own, x)
+    assert_close(ntk_of(graph.module, shared, x, arch, method=SD), want)
     assert dense_calls == []
 
 

@@ -237,11 +237,10 @@ def test_a_server_down_past_the_bound_ends_each_worker_with_one_line(postgres_ur
     # The CLI's worker processes with a 3 s bound (the default is a minute).
     argv = ["worker", "--space", "slow", "--trials", "20", "--storage", postgres_url]
     argv += ["--study", "d", "--sampler", "random", "--no-progress", "--heartbeat", "1"]
-    argv += ["--grace", "3", "--batch", "2", "--jobs", "2"]
+    argv += ["--grace", "3", "--batch", "2", "--jobs", "2", "--reconnect", "3"]
     code = (
         "import sys, cli\nfrom search_spaces import register\n"
         "from tests.search._toys import SlowHalf\nregister(SlowHalf)\n"
-        "from ntknas.study import _storage\n_storage.RECONNECT_SECONDS = 3\n"
         f"sys.exit(cli.main({argv!r}))\n"
     )
     proc = harness.python(code)

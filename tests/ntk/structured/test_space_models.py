@@ -3,30 +3,67 @@
 Each space's small config and input (the contract tests' table, which must cover every registered
 space) is built with 2 logits; its kernel by structured derivatives equals the float64 reference
 from explicit Jacobians, in both BatchNorm modes where the network has BatchNorm, and no primitive
-falls back to the dense rule. Larger inputs run in ``test_models.py`` under ``-m slow``.
+falls back to the dense rule. The spaces whose small config still takes a minute here run shrunk
+(``SHRUNK``: their width and depth constants patched, which ``build`` reads, so the network code
+and its primitives are the real ones); their contract-table sizes, and larger inputs in
+``test_models.py``, run under ``-m slow``.
 """
 
 import jax
 import jax.numpy as jnp
 import pytest
 
-from search_spaces import get_space, list_spaces
+from search_spaces import get_space, list_spaces, nb201, resnet, vit
+from search_spaces._autoformer_layers import VARIANTS, Variant
 from tests.search_spaces.test_contract import SMALL
 
 from ._reference import check_all, dense_fallbacks
+
+
+def _nb201(mp, space):  # one cell a stage (each still holds every edge), 2-4 channels
+    mp.setattr(nb201, "STAGE_CHANNELS", (2, 3, 4))
+    mp.setattr(nb201, "CELLS_PER_STAGE", 1)
+
+
+def _resnet(mp, space):
+    mp.setattr(resnet, "WIDTHS", (2,))
+
+
+def _vit(mp, space):  # tiny choices and 4-wide heads, as tests/search_spaces/test_shared_vit.py
+    mp.setattr(type(space), "choices", vit._Choices((8,), (2,), (1, 2), (1.5, 2.0)))
+    mp.setitem(VARIANTS, "autoformer", Variant(4, max_relative_position=14, ln_epsilon=1e-5))
+
+
+_VIT = (_vit, {"embed_dim": 8, "depth": 2, "heads": [2, 1], "mlp_ratio": [1.5, 2.0]}, (4, 4, 3))
+# space -> (patch(monkeypatch, space), config, input shape)
+SHRUNK = {
+    "nb201": (_nb201, SMALL["nb201"][0], (8, 8, 3)),
+    # bottleneck, depths 1, 2, 1: identity and projection shortcuts
+    "resnet": (_resnet, dict(SMALL["resnet"][0], width=2), (8, 8, 3)),
+    "vit-tiny": _VIT,
+    "vit-small": _VIT,
+    "vit-base": _VIT,
+}
 
 
 def _cases():
     for name in list_spaces():
         modes = (False, True) if get_space(name).has_batch_norm else (False,)
         for train in modes:
-            yield pytest.param(name, train, id=f"{name}-{'train' if train else 'eval'}")
+            mode = "train" if train else "eval"
+            yield pytest.param(name, train, name in SHRUNK, id=f"{name}-{mode}")
+            if name in SHRUNK:
+                slow = pytest.mark.slow
+                yield pytest.param(name, train, False, id=f"{name}-{mode}-small", marks=slow)
 
 
-@pytest.mark.parametrize("space_name, train", list(_cases()))
-def test_structured_derivatives_on_every_space(space_name, train):
+@pytest.mark.parametrize("space_name, train, shrunk", list(_cases()))
+def test_structured_derivatives_on_every_space(space_name, train, shrunk, monkeypatch):
     space = get_space(space_name)
     config, shape = SMALL[space_name]
+    if shrunk:
+        patch, config, shape = SHRUNK[space_name]
+        patch(monkeypatch, space)
     module = space.build(space.validate(config), num_classes=2, input_shape=shape)
     k1, k2, k3 = jax.random.split(jax.random.PRNGKey(7), 3)
     x1 = jax.random.normal(k1, (2, *shape), jnp.float64)
