@@ -198,8 +198,10 @@ def plot_bars(corr, metric: str, path: str) -> str:
     hi = np.maximum(s * t["spearman_lo"], s * t["spearman_hi"])
     mid = t["oriented_spearman"].to_numpy()
     fig, ax = plt.subplots(figsize=(7, 0.3 * len(t) + 1.2))
-    err = np.nan_to_num(np.vstack([mid - lo, hi - mid]), nan=0.0)
-    ax.barh(t["proxy"], mid, xerr=err, color=["C0" if v > 0 else "C3" for v in mid])
+    ax.barh(t["proxy"], mid, color=["C0" if v > 0 else "C3" for v in mid])
+    # the interval as a segment: a percentile bootstrap interval need not contain the estimate
+    ok = np.isfinite(lo) & np.isfinite(hi)
+    ax.hlines(np.arange(len(t))[ok], lo[ok], hi[ok], color="k", lw=1)
     ax.axvline(0, color="k", lw=0.5)
     ax.set_xlabel(f"oriented Spearman ρ vs {metric} (95% bootstrap CI)")
     fig.tight_layout()
