@@ -57,21 +57,27 @@ def dss_fn(module, input_shape, dtype=None):
     """
     import jax
     import jax.numpy as jnp
-
-    def nuclear(a):
-        return jnp.sum(jnp.linalg.svd(a.reshape(a.shape[0], -1), compute_uv=False))
+    import numpy as np
 
     def reduce(flat):
-        terms = []
+        """(saliency sum, [(|W|, g) of the attention layers]): the nuclear norms follow in
+        numpy, from the eigenvalues of Gram matrices (cheaper than SVDs)."""
+        saliency, pairs = jnp.zeros(()), []
         for path, w, g in flat:
             kind = layer_kind(path_keys(path))
             if kind == "diversity":
-                terms.append(nuclear(g) * nuclear(w))
+                pairs.append((w.reshape(w.shape[0], -1), g.reshape(g.shape[0], -1)))
             elif kind == "saliency":
-                terms.append(jnp.sum(jnp.abs(w * g)))
-        return sum(terms[1:], terms[0])
+                saliency = saliency + jnp.sum(jnp.abs(w * g))
+        return saliency, pairs
 
     score = positive_pass_fn(module, input_shape, reduce, dtype)
+
+    def nuclear(a) -> float:
+        """Σ singular values, as Σ sqrt(eigenvalues) of the smaller Gram matrix (float64)."""
+        a = np.asarray(a, np.float64)
+        gram = a @ a.T if a.shape[0] <= a.shape[1] else a.T @ a
+        return float(np.sqrt(np.clip(np.linalg.eigvalsh(gram), 0.0, None)).sum())
 
     def fn(params, state, *arch) -> float:
         kinds = {
@@ -79,6 +85,7 @@ def dss_fn(module, input_shape, dtype=None):
         }
         if not {"diversity", "saliency"} <= kinds:
             raise NotAViTError("DSS needs attention (Attention_0/qkv, proj) and MLP (fc1, fc2)")
-        return score(params, state, *arch)
+        saliency, pairs = score(params, state, *arch)
+        return float(saliency) + sum(nuclear(g) * nuclear(w) for w, g in pairs)
 
     return fn

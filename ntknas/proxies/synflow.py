@@ -35,18 +35,24 @@ def synflow_fn(module, input_shape, dtype=None):
         ]
         return sum(terms[1:], terms[0]) if terms else jnp.zeros(())
 
-    return positive_pass_fn(module, input_shape, reduce, dtype)
+    score = positive_pass_fn(module, input_shape, reduce, dtype)
+
+    def fn(params, state, *arch) -> float:
+        return float(score(params, state, *arch))
+
+    return fn
 
 
 def positive_pass_fn(module, input_shape, reduce, dtype=None):
-    """``fn(params, state, *arch) -> float``: ``reduce`` of SynFlow's pass, jitted once.
+    """``score(params, state, *arch)``: ``reduce`` of SynFlow's pass, jitted once.
 
     The pass: every parameter replaced by its absolute value ``|θ|``, one all-ones input, ``R``
     the sum of the outputs, and ``g = ∂R/∂|θ|``.
 
     Args:
       module, input_shape, dtype: as for :func:`synflow_fn`.
-      reduce: ``reduce([(path, |θ|, g) for every parameter leaf]) -> scalar`` (jax key paths).
+      reduce: ``reduce([(path, |θ|, g) for every parameter leaf])`` (jax key paths) -> any
+        pytree of arrays, what ``score`` returns.
     """
     import jax
     import jax.numpy as jnp
@@ -70,7 +76,4 @@ def positive_pass_fn(module, input_shape, reduce, dtype=None):
         leaves = [(path, w, g) for (path, w), g in zip(flat, jax.tree.leaves(grads), strict=True)]
         return reduce(leaves)
 
-    def fn(params, state, *arch) -> float:
-        return float(score(params, state, *arch))
-
-    return fn
+    return score

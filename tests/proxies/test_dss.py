@@ -57,9 +57,11 @@ def test_dss_equals_the_hand_computation():
     want += np.abs(weights[("head", "kernel")] * grads[("head", "kernel")]).sum()
     fn = dss.dss_fn(module, (8, 8, 3))
     got = fn(params, {})
-    assert want > 0 and np.isclose(got, want, rtol=1e-10), (got, want)
+    # rtol: the nuclear norms come from Gram eigenvalues, whose square roots resolve singular
+    # values near zero (the gradients are nearly low-rank) only to about sqrt(eps)
+    assert want > 0 and np.isclose(got, want, rtol=1e-6), (got, want)
     # |θ|: the signs of the parameters do not matter, their sizes do
-    assert np.isclose(fn(jax.tree.map(jnp.negative, params), {}), got, rtol=1e-10)
+    assert np.isclose(fn(jax.tree.map(jnp.negative, params), {}), got, rtol=1e-6)
     assert not np.isclose(fn(jax.tree.map(lambda a: 2 * a, params), {}), got, rtol=1e-3)
 
 
@@ -75,7 +77,7 @@ def test_dss_on_the_masked_graph_equals_the_own_network():
     on_graph = dss.dss_fn(graph.module, shape)(variables["params"], {}, arch)
     own_module = space.build(config, 10, shape)
     own = dss.dss_fn(own_module, shape)(graph.select(variables, config)["params"], {})
-    assert on_graph > 0 and np.isclose(on_graph, own, rtol=1e-8), (on_graph, own)
+    assert on_graph > 0 and np.isclose(on_graph, own, rtol=1e-6), (on_graph, own)
 
 
 def test_dss_needs_attention_and_mlp():
