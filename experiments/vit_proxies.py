@@ -161,8 +161,10 @@ class GraphScorer:
         return row
 
 
-def out_path(space: str, setting: str, blocks: bool = False) -> str:
-    return os.path.join(OUT, f"vit_{space}_{setting}{'_blocks' if blocks else ''}.csv")
+def out_path(space: str, setting: str, blocks: bool = False, part: str = "") -> str:
+    """The scores file; ``part``: a file of its own for a second process of the same setting."""
+    name = f"vit_{space}_{setting}{'_blocks' if blocks else ''}{'.' + part if part else ''}.csv"
+    return os.path.join(OUT, name)
 
 
 def done_ids(path: str) -> set[str]:
@@ -187,10 +189,12 @@ def main() -> int:
         action="store_true",
         help="per-block kernels too (one blocked program; to vit_<space>_<setting>_blocks.csv)",
     )
+    p.add_argument("--offset", type=int, default=0, help="start at this row of the order")
+    p.add_argument("--part", default="", help="write to vit_<space>_<setting>.<PART>.csv")
     args = p.parse_args()
 
-    rows = pick(truth_rows(args.space), args.split, args.samples, args.sample_seed)
-    path = out_path(args.space, args.setting, args.blocks)
+    rows = pick(truth_rows(args.space), args.split, args.samples, args.sample_seed)[args.offset :]
+    path = out_path(args.space, args.setting, args.blocks, args.part)
     done = done_ids(path)
     todo = [r for r in rows if r["arch_id"] not in done][: args.limit]
     print(f"{args.space} {args.setting} {args.split}: {len(rows)} rows, {len(todo)} to score")
