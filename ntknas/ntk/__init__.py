@@ -16,6 +16,7 @@ from ._api import ntk_fn as ntk_fn
 from ._auto import Estimate as Estimate
 from ._auto import Explanation as Explanation
 from ._kernel import NtkMethod as NtkMethod
+from ._param_blocks import path_keys as path_keys
 from ._pseudo import PSEUDO_KINDS as PSEUDO_KINDS
 from ._pseudo import pseudo_kernels as pseudo_kernels
 from ._pseudo import pseudo_ntk_fn as pseudo_ntk_fn

@@ -178,6 +178,7 @@ def ntk_fn(
     memory_budget: float | None = None,
     block_size: int | None = None,
     shard: bool = False,
+    param_blocks=None,
 ) -> KernelFn:
     """The finite-width NTK of ``f`` as a function of two input batches and the parameters.
 
@@ -212,6 +213,13 @@ def ntk_fn(
         separate processes (one architecture each); sharding splits one kernel: with J jobs
         and D devices per process, give each process its own devices (e.g.
         ``CUDA_VISIBLE_DEVICES``) rather than sharing all D among J.
+      param_blocks: a kernel per group of parameters, ``Θ = Σ_b J_b J_bᵀ``: a function from a
+        parameter's path (a tuple of dict keys, indices and attribute names, e.g.
+        ``("block_0", "fc1", "kernel")``) to a block name, or a mapping ``{name: predicate}``
+        (the first predicate that holds for a path names its block; every parameter must be
+        claimed). The kernel function then returns ``{name: kernel}``, each of the usual shape,
+        summing to the full kernel; each is the kernel w.r.t. that block's parameters, the
+        others held at their values, by the method asked for.
 
     Returns:
       A :class:`KernelFn`: ``kernel_fn(x1, x2=None, params)``; ``x2=None`` means ``x2 = x1``.
@@ -237,6 +245,7 @@ def ntk_fn(
         memory_budget=memory_budget,
         block_size=block_size,
         shard=shard,
+        param_blocks=param_blocks,
     )
     return KernelFn(f, parse_method(method), options)
 

@@ -6,6 +6,7 @@ Both the public surface (:mod:`._api`) and the automatic choice (:mod:`._auto`) 
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import os
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from . import _jacobian, _vector_products, structured
+from . import _jacobian, _param_blocks, _vector_products, structured
 from ._axes import OutputAxes
 from ._batching import Batching
 from ._blocks import Blocking
@@ -63,6 +64,8 @@ class Options:
     memory_budget: float | None = None  # bytes; None: a fraction of the device's memory
     block_size: int | None = None  # output basis vectors at once; None: from memory_budget
     shard: bool = False  # x1's examples split over all local devices (shard_map)
+    # a kernel per parameter block (see _param_blocks): a function of a path, or (name, predicate)s
+    param_blocks: Any = None
 
     def __post_init__(self):
         if self.block_size is not None and not (
@@ -77,6 +80,7 @@ class Options:
             allowed = ", ".join(repr(p) for p in PRECISIONS)
             raise ValueError(f"unknown precision {self.precision!r}; choose one of {allowed}")
         Batching.make(self.vmap_axes)  # raises on a malformed vmap_axes
+        object.__setattr__(self, "param_blocks", _param_blocks.normalize(self.param_blocks))
 
     @property
     def batching(self) -> Batching:
@@ -91,6 +95,7 @@ class Options:
             self.memory_budget,
             self.block_size,
             self.shard,
+            self.param_blocks,
         )
 
 
@@ -155,7 +160,8 @@ FAILING: frozenset = frozenset()
 
 
 def compute(f, method: NtkMethod, options: Options, x1, x2, params):
-    """The kernel of every output leaf of ``f`` by one (concrete, not auto) method.
+    """The kernel of every output leaf of ``f`` by one (concrete, not auto) method; with
+    ``options.param_blocks``, ``{block name: kernel}`` (each the kernel w.r.t. that block).
 
     Contractions run at ``options.precision`` (whatever ``jax_default_matmul_precision`` says
     outside); half-precision parameters and inputs are promoted to float32 first, so the kernel
@@ -164,7 +170,11 @@ def compute(f, method: NtkMethod, options: Options, x1, x2, params):
     if method.value in FAILING:
         raise RuntimeError(f"{method.value} is switched off (a test of auto's fallback)")
     with matmul_precision(options.precision):
-        return _compute(f, method, options, *promote_half((x1, x2, params)))
+        args = promote_half((x1, x2, params))
+        if options.param_blocks is None:
+            return _compute(f, method, options, *args)
+        one = functools.partial(_compute, method=method)
+        return _param_blocks.block_kernels(one, f, options, *args)
 
 
 def _compute(f, method: NtkMethod, options: Options, x1, x2, params):

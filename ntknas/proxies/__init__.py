@@ -20,6 +20,7 @@ from ._rank import rank_sum_of as rank_sum_of
 from ._registry import PROXIES as PROXIES
 from ._registry import REFERENCE_PROXIES as REFERENCE_PROXIES
 from ._registry import REGISTRY as REGISTRY
+from ._registry import VIT_PROXIES as VIT_PROXIES
 from ._registry import Proxy as Proxy
 from ._spectrum import NonFiniteKernelError as NonFiniteKernelError
 from ._spectrum import Spectrum as Spectrum

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DIRECTIONS = ("minimize", "maximize")
-FAMILIES = ("ntk", "pntk", "cost", "scale-free ntk", "reference")
+FAMILIES = ("ntk", "pntk", "cost", "scale-free ntk", "reference", "block ntk")
 
 
 def direction_sign(direction: str) -> int:
@@ -62,14 +62,16 @@ class Proxy:
 
 
 REGISTRY: dict[str, Proxy] = {}
+# The ViT-only proxies of the proxy study (experiments/vit_proxies.py): TF-TAS's DSS and the
+# per-block kernels; neither the scorer nor the search computes them yet.
+VIT_PROXIES: dict[str, Proxy] = {}
 
 
-def _register(name: str, direction: str, family: str, description: str, **kw) -> None:
-    if name in REGISTRY:
+def _register(name: str, direction: str, family: str, description: str, into=None, **kw) -> None:
+    into = REGISTRY if into is None else into
+    if name in REGISTRY or name in VIT_PROXIES:
         raise ValueError(f"proxy {name!r} is registered twice")
-    REGISTRY[name] = Proxy(
-        name=name, direction=direction, family=family, description=description, **kw
-    )
+    into[name] = Proxy(name=name, direction=direction, family=family, description=description, **kw)
 
 
 # The full O×O NTK, as an (N·O)×(N·O) matrix.
@@ -125,3 +127,29 @@ _register(
 PROXIES: dict[str, Proxy] = {n: p for n, p in REGISTRY.items() if p.family != "reference"}
 # ... and the references only ntknas compare computes.
 REFERENCE_PROXIES: dict[str, Proxy] = {n: p for n, p in REGISTRY.items() if p.family == "reference"}
+
+# TF-TAS's indicator (dss.py) and the per-block kernels of a ViT (blocks.py).
+_register(
+    "dss",
+    "maximize",
+    "reference",
+    "TF-TAS DSS: MSA synaptic diversity + MLP synaptic saliency (Zhou et al. 2022)",
+    into=VIT_PROXIES,
+)
+VIT_BLOCKS = ("attention", "mlp", "embedding", "head", "norm")
+BLOCK_MEASURES = {
+    "trace": ("maximize", "trace of the {} block's NTK"),
+    "eig_min": ("maximize", "smallest eigenvalue of the {} block's NTK"),
+    "cond": ("minimize", "λmax/λmin of the {} block's NTK"),
+    "eff_rank": ("maximize", "effective rank of the {} block's NTK"),
+    "share": ("maximize", "the {} block's share of the NTK's trace"),
+}
+for _block in VIT_BLOCKS:
+    for _measure, (_direction, _text) in BLOCK_MEASURES.items():
+        _register(
+            f"blk_{_block}_{_measure}",
+            _direction,
+            "block ntk",
+            _text.format(_block),
+            into=VIT_PROXIES,
+        )

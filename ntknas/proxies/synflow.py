@@ -25,6 +25,35 @@ def synflow_fn(module, input_shape, dtype=None):
       input_shape: (H, W, C) of one example.
       dtype: of the computation; default float64 when ``jax_enable_x64`` is on, else float32.
     """
+    import jax.numpy as jnp
+
+    def reduce(flat):
+        terms = [
+            jnp.sum(jnp.abs(w * g))
+            for path, w, g in flat
+            if getattr(path[-1], "key", None) == "kernel"
+        ]
+        return sum(terms[1:], terms[0]) if terms else jnp.zeros(())
+
+    score = positive_pass_fn(module, input_shape, reduce, dtype)
+
+    def fn(params, state, *arch) -> float:
+        return float(score(params, state, *arch))
+
+    return fn
+
+
+def positive_pass_fn(module, input_shape, reduce, dtype=None):
+    """``score(params, state, *arch)``: ``reduce`` of SynFlow's pass, jitted once.
+
+    The pass: every parameter replaced by its absolute value ``|θ|``, one all-ones input, ``R``
+    the sum of the outputs, and ``g = ∂R/∂|θ|``.
+
+    Args:
+      module, input_shape, dtype: as for :func:`synflow_fn`.
+      reduce: ``reduce([(path, |θ|, g) for every parameter leaf])`` (jax key paths) -> any
+        pytree of arrays, what ``score`` returns.
+    """
     import jax
     import jax.numpy as jnp
 
@@ -43,13 +72,8 @@ def synflow_fn(module, input_shape, dtype=None):
 
         positive = jax.tree.map(jnp.abs, params)
         grads = jax.grad(total)(positive)
-        flat = jax.tree_util.tree_flatten_with_path(jax.tree.map(jnp.multiply, positive, grads))[0]
-        terms = [
-            jnp.sum(jnp.abs(v)) for path, v in flat if getattr(path[-1], "key", None) == "kernel"
-        ]
-        return sum(terms[1:], terms[0]) if terms else jnp.zeros((), dtype)
+        flat = jax.tree_util.tree_flatten_with_path(positive)[0]
+        leaves = [(path, w, g) for (path, w), g in zip(flat, jax.tree.leaves(grads), strict=True)]
+        return reduce(leaves)
 
-    def fn(params, state, *arch) -> float:
-        return float(score(params, state, *arch))
-
-    return fn
+    return score

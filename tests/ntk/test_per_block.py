@@ -1,0 +1,147 @@
+"""Per-block kernels (``param_blocks=``): each block's kernel against the float64 reference from
+explicit Jacobians restricted to the block's parameters, and the blocks summing to the full
+kernel, for every method on several architectures, a small AutoFormer ViT and its masked graph."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ntknas import ntk
+from ntknas.proxies.blocks import vit_block
+
+from . import zoo
+from .test_methods import assert_close
+
+METHODS = ["jacobian_contraction", "ntk_vector_products", "structured_derivatives", "auto"]
+CASES = {c.name: c for c in zoo.all_cases(np.float64)}
+
+
+def reference_blocks(f, params, x1, x2, name_of):
+    """{block: Σ over the block's leaves of J_leaf(x1) J_leaf(x2)ᵀ}, whole-batch jacrev, numpy."""
+    to64 = lambda t: jax.tree.map(lambda a: np.asarray(a, np.float64), t)  # noqa: E731
+    params, x1 = to64(params), to64(x1)
+    x2 = x1 if x2 is None else to64(x2)
+    o1, o2 = f(params, x1), f(params, x2)
+    j1 = jax.tree.leaves(jax.jacrev(lambda p: f(p, x1))(params))
+    j2 = jax.tree.leaves(jax.jacrev(lambda p: f(p, x2))(params))
+    paths = [ntk.path_keys(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    out = {}
+    for path, a, b in zip(paths, j1, j2, strict=True):
+        m = np.asarray(a).reshape(o1.size, -1) @ np.asarray(b).reshape(o2.size, -1).T
+        k = m.reshape(o1.shape + o2.shape).transpose(0, 2, 1, 3)  # (N1, N2, O, O)
+        out[name_of(path)] = out.get(name_of(path), 0) + k
+    return out
+
+
+def by_first_key(path):
+    return str(path[0])
+
+
+CASE_BLOCKS = [
+    ("relu_fcn", by_first_key),  # a list: one block per layer
+    ("fcn_bias_tanh", {"weights": lambda p: p[0].startswith("w"), "other": lambda p: True}),
+    ("weight_sharing", by_first_key),  # one matrix used twice
+    ("cnn_stride2", by_first_key),
+    ("transformer_block", by_first_key),
+    ("batch_coupled", by_first_key),  # vmap_axes=None
+]
+
+
+def _check(c, method, rule, name_of=None):
+    kernel_fn = ntk.ntk_fn(c.f, method=method, vmap_axes=c.vmap_axes, param_blocks=rule)
+    got = kernel_fn(c.x1, c.x2, c.params)
+    if name_of is None:
+        name_of = rule if callable(rule) else lambda p: next(n for n, q in rule.items() if q(p))
+    want = reference_blocks(c.f, c.params, c.x1, c.x2, name_of)
+    assert sorted(got) == sorted(want) and len(want) > 1
+    for name in want:
+        assert_close(got[name], want[name], np.float64)
+    full = zoo.reference_kernel(c.f, c.params, c.x1, c.x2)
+    assert_close(sum(got.values()), full, np.float64)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("name,rule", CASE_BLOCKS, ids=[n for n, _ in CASE_BLOCKS])
+def test_blocks_match_the_reference_and_sum_to_the_kernel(method, name, rule):
+    _check(CASES[name], method, rule)
+
+
+def _tiny_vit():
+    from search_spaces._autoformer_layers import Variant, VisionTransformer
+
+    variant = Variant(head_dim=4, max_relative_position=2, ln_epsilon=1e-5)
+    return variant, VisionTransformer(
+        embed_dim=8,
+        num_heads=(2, 1),
+        mlp_ratios=(2.0, 1.5),
+        patch_size=4,
+        num_classes=3,
+        variant=variant,
+    )
+
+
+def _images(seed, n):
+    return jax.random.normal(jax.random.PRNGKey(seed), (n, 8, 8, 3), jnp.float64)
+
+
+@pytest.mark.parametrize("method", ["ntk_vector_products", "structured_derivatives"])
+def test_vit_blocks(method):
+    _, module = _tiny_vit()
+    params = module.init(jax.random.PRNGKey(0), _images(1, 1))["params"]
+    # random, not initial, values: zero biases would hide a wrong bias rule
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.PRNGKey(2), len(leaves))
+    params = jax.tree.unflatten(
+        tree, [0.3 * jax.random.normal(k, a.shape, jnp.float64) for k, a in zip(keys, leaves)]
+    )
+    c = zoo.Case("vit", lambda p, x: module.apply({"params": p}, x), params, _images(3, 3), None)
+    _check(c, method, vit_block)
+    got = ntk.ntk_fn(c.f, method=method, param_blocks=vit_block)(c.x1, None, params)
+    assert sorted(got) == ["attention", "embedding", "head", "mlp", "norm"]
+
+
+def test_masked_vit_graph_blocks():
+    from search_spaces._vit_masked import SharedViT
+
+    variant, _ = _tiny_vit()
+    module = SharedViT(
+        max_embed=8,
+        max_depth=3,
+        max_heads=2,
+        max_hidden=16,
+        patch_size=4,
+        num_classes=3,
+        variant=variant,
+    )
+    arch = jnp.asarray([6, 2, 2, 1, 0, 12, 9, 0], jnp.float64)  # embed 6, depth 2 of 3
+    params = module.init(jax.random.PRNGKey(0), _images(1, 1), arch)["params"]
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.PRNGKey(4), len(leaves))
+    params = jax.tree.unflatten(
+        tree, [0.3 * jax.random.normal(k, a.shape, jnp.float64) for k, a in zip(keys, leaves)]
+    )
+    c = zoo.Case(
+        "masked_vit",
+        lambda p, xs: module.apply({"params": p}, xs[0], xs[1]),
+        params,
+        (_images(5, 2), arch),
+        (_images(6, 3), arch),
+        vmap_axes=((0, None), 0),
+    )
+    _check(c, "structured_derivatives", vit_block)
+
+
+def test_bad_groupings_name_the_problem():
+    c = CASES["fcn_bias_tanh"]
+    with pytest.raises(ValueError, match="no block"):
+        ntk.ntk_fn(c.f, param_blocks={"w": lambda p: p[0].startswith("w")})(c.x1, c.x2, c.params)
+    with pytest.raises(ValueError, match="hold no parameter"):
+        rule = {"none": lambda p: False, "all": lambda p: True}
+        ntk.ntk_fn(c.f, param_blocks=rule)(c.x1, c.x2, c.params)
+    with pytest.raises(ValueError, match="param_blocks"):
+        ntk.ntk_fn(c.f, param_blocks=3)
+    with pytest.raises(ValueError, match="block names are str"):
+        ntk.ntk_fn(c.f, param_blocks=lambda p: 1)(c.x1, c.x2, c.params)
+    with pytest.raises(ValueError, match="no ViT block"):
+        vit_block(("w1",))
