@@ -95,12 +95,12 @@ def test_every_space_has_a_default_budget_and_objective_that_parse():
 
 @pytest.mark.parametrize("name", ["vit-tiny", "vit-small", "vit-base"])
 def test_vit_default_budgets_hold_networks_at_the_default_scoring_settings(name):
-    """AutoFormer's search ranges (5-6M, 22-23M, 42-54M) hold sampled networks at 32x32 input
-    and 10 logits (the budget counts the network as scored)."""
+    """The default budgets (AutoFormer's search ranges as the networks count at 32x32 input and 10
+    logits; the budget counts the network as scored) hold sampled networks."""
     space, scorer, options = get_space(name), Scorer(), ScoreOptions()
     low, high = space.default_budget
     rng, c = random.Random(0), space.choices
-    for _ in range(40):  # the tiny range holds about one draw in eight
+    for _ in range(60):
         depth = rng.choice(c.depths)
         config = {
             "embed_dim": rng.choice(c.embed_dims),
@@ -110,4 +110,4 @@ def test_vit_default_budgets_hold_networks_at_the_default_scoring_settings(name)
         }
         if low <= scorer.count_params(space, config, options) <= high:
             return
-    pytest.fail(f"no {name} network drawn in 40 has {low:,}..{high:,} params")
+    pytest.fail(f"no {name} network drawn in 60 has {low:,}..{high:,} params")
