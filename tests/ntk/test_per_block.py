@@ -85,7 +85,12 @@ def _images(seed, n):
     return jax.random.normal(jax.random.PRNGKey(seed), (n, 8, 8, 3), jnp.float64)
 
 
-@pytest.mark.parametrize("method", ["ntk_vector_products", "structured_derivatives"])
+# NTK-vector products on the ViT with -m slow (about 100 s); the default suite checks that method's
+# blocks on the zoo's transformer block, and the ViT's blocks by structured derivatives
+@pytest.mark.parametrize(
+    "method",
+    [pytest.param("ntk_vector_products", marks=pytest.mark.slow), "structured_derivatives"],
+)
 def test_vit_blocks(method):
     _, module = _tiny_vit()
     params = module.init(jax.random.PRNGKey(0), _images(1, 1))["params"]
