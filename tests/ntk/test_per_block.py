@@ -10,6 +10,7 @@ import pytest
 from ntknas import ntk
 from ntknas.proxies.blocks import vit_block
 
+from .._tiny_vit import tiny_vit
 from . import zoo
 from .test_methods import assert_close
 
@@ -67,20 +68,6 @@ def test_blocks_match_the_reference_and_sum_to_the_kernel(method, name, rule):
     _check(CASES[name], method, rule)
 
 
-def _tiny_vit():
-    from search_spaces._autoformer_layers import Variant, VisionTransformer
-
-    variant = Variant(head_dim=4, max_relative_position=2, ln_epsilon=1e-5)
-    return variant, VisionTransformer(
-        embed_dim=8,
-        num_heads=(2, 1),
-        mlp_ratios=(2.0, 1.5),
-        patch_size=4,
-        num_classes=3,
-        variant=variant,
-    )
-
-
 def _images(seed, n):
     return jax.random.normal(jax.random.PRNGKey(seed), (n, 8, 8, 3), jnp.float64)
 
@@ -92,7 +79,7 @@ def _images(seed, n):
     [pytest.param("ntk_vector_products", marks=pytest.mark.slow), "structured_derivatives"],
 )
 def test_vit_blocks(method):
-    _, module = _tiny_vit()
+    _, module = tiny_vit()
     params = module.init(jax.random.PRNGKey(0), _images(1, 1))["params"]
     # random, not initial, values: zero biases would hide a wrong bias rule
     leaves, tree = jax.tree.flatten(params)
@@ -109,7 +96,7 @@ def test_vit_blocks(method):
 def test_masked_vit_graph_blocks():
     from search_spaces._vit_masked import SharedViT
 
-    variant, _ = _tiny_vit()
+    variant, _ = tiny_vit()
     module = SharedViT(
         max_embed=8,
         max_depth=3,

@@ -9,19 +9,7 @@ import pytest
 from ntknas import ntk
 from ntknas.proxies import dss
 
-
-def _tiny_vit():
-    from search_spaces._autoformer_layers import Variant, VisionTransformer
-
-    variant = Variant(head_dim=4, max_relative_position=2, ln_epsilon=1e-5)
-    return VisionTransformer(
-        embed_dim=8,
-        num_heads=(2, 1),
-        mlp_ratios=(2.0, 1.5),
-        patch_size=4,
-        num_classes=3,
-        variant=variant,
-    )
+from .._tiny_vit import tiny_vit
 
 
 def _random_params(module, seed):
@@ -40,7 +28,7 @@ def _by_path(tree):
 
 
 def test_dss_equals_the_hand_computation():
-    module = _tiny_vit()
+    module = tiny_vit()[1]
     params = _random_params(module, 1)
     positive = jax.tree.map(jnp.abs, params)
     ones = jnp.ones((1, 8, 8, 3), jnp.float64)
