@@ -50,8 +50,12 @@ def cli(*argv, **popen):
     return python(f"import sys, cli; sys.exit(cli.main({list(argv)!r}))", **popen)
 
 
+def load(url, study):
+    return _storage.load_study(_storage.open_storage(url), study)
+
+
 def trials(url, study):
-    return _storage.load_study(_storage.open_storage(url), study).get_trials(deepcopy=False)
+    return load(url, study).get_trials(deepcopy=False)
 
 
 def wait_for(predicate, what: str, proc=None, timeout: float = 180):

@@ -122,19 +122,15 @@ def test_an_unfinished_claim_is_failed_only_under_the_claim_lock_or_after_grace(
 
 def test_a_candidate_that_kills_every_worker_is_given_up_and_the_workers_go_on(tmp_path):
     url = f"journal:{tmp_path / 'p.log'}"
-    # the 4 configs of the space once each (grid); one of them kills its process when scored
+    # the 4 configs of the space (grid); one of them kills its process when scored. It is queued
+    # first: two workers whose grid samplers draw at once can draw the same point, so the grid
+    # alone need not reach it within the budget.
+    settings = dict(jobs=2, retries=1, sampler="grid", heartbeat=1, grace=2, batch=2)
+    created = harness.search("Poison()", 0, url, "p", **settings)
+    assert created.wait(timeout=300) == 0
+    harness.load(url, "p").enqueue_trial({"width": 8, "depth": 2})
     proc = harness.search(
-        "Poison()",
-        4,
-        url,
-        "p",
-        jobs=2,
-        retries=1,
-        sampler="grid",
-        heartbeat=1,
-        grace=2,
-        batch=2,
-        env=harness.env(NTKNAS_TEST_KILL="1"),
+        "Poison()", 4, url, "p", env=harness.env(NTKNAS_TEST_KILL="1"), **settings
     )
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
