@@ -172,14 +172,20 @@ def test_ntk_vp_fn_agrees_with_the_kernel_times_v(fcn):
     np.testing.assert_allclose(mvp(v, fcn.x1, None, fcn.params).ravel(), k @ v.ravel(), rtol=1e-8)
 
 
-def test_ntk_vp_fn_is_compiled_once_for_new_params_and_inputs(fcn):
-    """Parameters and inputs are arguments: new values reuse the compiled program."""
+def _counting(f):
+    """``f`` and a list that grows by one each time ``f`` is traced (or called)."""
     traces = []
 
-    def f(p, x):
+    def counted(p, x):
         traces.append(1)
-        return fcn.f(p, x)
+        return f(p, x)
 
+    return counted, traces
+
+
+def test_ntk_vp_fn_is_compiled_once_for_new_params_and_inputs(fcn):
+    """Parameters and inputs are arguments: new values reuse the compiled program."""
+    f, traces = _counting(fcn.f)
     mvp = ntk.ntk_vp_fn(f)
     v = jax.random.normal(jax.random.PRNGKey(3), (3, 4))
     mvp(v, fcn.x1, None, fcn.params)
@@ -243,12 +249,7 @@ def test_as_matrix_layout():
 
 
 def test_repeated_calls_do_not_trace_again(fcn):
-    traces = []
-
-    def f(p, x):
-        traces.append(1)
-        return fcn.f(p, x)
-
+    f, traces = _counting(fcn.f)
     kernel_fn = ntk.ntk_fn(f)
     first = kernel_fn(fcn.x1, fcn.x2, fcn.params)
     n = len(traces)
