@@ -42,8 +42,8 @@ class SharedGraph:
     NTK (parameters outside the config get exactly zero gradient); ``select(variables, config)``
     gives the config's own variables (its parameter count) and ``embed`` puts own variables back.
 
-    Two kinds exist. nb201's graph computes every op and mixes them (``init`` holds every cell's
-    own initial values at once, so ``init_own`` ignores the config). The width/depth spaces'
+    Two kinds exist. nb201's graph selects each edge's op by weights, with one conv per edge
+    (``init`` holds every cell's own initial values at once, so ``init_own`` ignores the config). The width/depth spaces'
     graphs are their largest network with masks (:mod:`search_spaces._masked`): initial values
     depend on the candidate's fan-ins, so ``init`` is None and ``init_own`` draws them (compiled
     once per space and input shape).
@@ -110,6 +110,9 @@ class SearchSpace(abc.ABC):
     # Chosen by the NAS-Bench-201 study (experiments/README.md); spaces whose own study found
     # better set theirs.
     default_objective: ClassVar[str] = "rank(ntk_eig_min:max+ntk_eff_rank:max+flops:max)"
+    # The scorer's path rule sends a config through the shared graph when the graph's forward
+    # FLOPs are at most this many times the config's own; None: the scorer's default.
+    shared_flops_max: ClassVar[float | None] = None
 
     @abc.abstractmethod
     def suggest(self, trial) -> Config:

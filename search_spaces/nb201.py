@@ -16,6 +16,7 @@ average pooling and a linear classifier. Convs have no bias; weights use PyTorch
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Iterator
 
@@ -85,8 +86,23 @@ def _apply_op(module: nn.Module, op: str, x: jax.Array, train: bool, name: str) 
 
 
 def _avg_pool_3x3(x: jax.Array) -> jax.Array:
-    """PyTorch AvgPool2d(3, 1, 1, count_include_pad=False)."""
-    return nn.avg_pool(x, (3, 3), (1, 1), padding=((1, 1), (1, 1)), count_include_pad=False)
+    """PyTorch AvgPool2d(3, 1, 1, count_include_pad=False), as ``nn.avg_pool`` computes it.
+
+    The window sums are divided by each window's count of real pixels. ``nn.avg_pool`` counts
+    them by pooling an array of ones inside the program, which XLA then constant-folds at every
+    use (over a second per pool at 32x32 in a kernel's compile); here numpy counts them once.
+    """
+    window, pads = (1, 3, 3, 1), ((0, 0), (1, 1), (1, 1), (0, 0))
+    total = jax.lax.reduce_window(x, 0.0, jax.lax.add, window, (1, 1, 1, 1), pads)
+    return total / _window_counts(*x.shape[1:3]).astype(x.dtype)
+
+
+@functools.cache
+def _window_counts(height: int, width: int) -> np.ndarray:
+    """(1, H, W, 1): how many pixels of the padded input each 3x3 window covers."""
+    inside = np.pad(np.ones((height, width)), 1)
+    counts = sum(inside[i : i + height, j : j + width] for i in range(3) for j in range(3))
+    return counts[None, :, :, None]
 
 
 class Cell(nn.Module):
@@ -108,13 +124,72 @@ class Cell(nn.Module):
 
 
 CONV_OPS = ("nor_conv_3x3", "nor_conv_1x1")
+_EPS = 1e-5  # batch_norm's epsilon
 
 
-class MixedCell(nn.Module):
-    """A cell whose every edge computes all five ops and mixes them by an input weight array.
+class _ConvKernel(nn.Module):
+    """The ``kernel`` of a bias-free conv (named like ``nn.Conv``'s, so trees match)."""
 
-    Edge e outputs ``Σ_k weights[e, k] · op_k(x)``; with one-hot rows this is the cell whose edge e
-    holds op ``argmax weights[e]``. The conv ops of edge (s→t) are named ``edge{s}{t}_{op}``.
+    shape: tuple[int, ...]
+
+    @nn.compact
+    def __call__(self) -> jax.Array:
+        return self.param("kernel", torch_default_init, self.shape)
+
+
+class _BatchNormVariables(nn.Module):
+    """``nn.BatchNorm``'s variables (scale, bias; running mean, var), declared, not applied."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self) -> tuple[jax.Array, ...]:
+        mean = self.variable("batch_stats", "mean", jnp.zeros, (self.features,))
+        var = self.variable("batch_stats", "var", jnp.ones, (self.features,))
+        scale = self.param("scale", nn.initializers.ones, (self.features,))
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        return scale, bias, mean.value, var.value
+
+
+class _ConvBNVariables(nn.Module):
+    """The variables of one edge's ``ReLUConvBN`` op, in that op's own tree."""
+
+    features: int
+    kernel: int
+
+    @nn.compact
+    def __call__(self) -> tuple[jax.Array, ...]:
+        shape = (self.kernel, self.kernel, self.features, self.features)
+        kernel = _ConvKernel(shape, name="Conv_0")()
+        return (kernel, *_BatchNormVariables(self.features, name="BatchNorm_0")())
+
+
+def _conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """``conv(features, 3)`` of NHWC ``x`` with ``kernel``, dtypes promoted as ``nn.Conv`` does."""
+    dtype = jnp.promote_types(x.dtype, kernel.dtype)
+    dims = ("NHWC", "HWIO", "NHWC")
+    x, kernel = x.astype(dtype), kernel.astype(dtype)
+    return jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=dims)
+
+
+def _batch_norm(y, train: bool, scale, bias, mean, var) -> jax.Array:
+    """``nn.BatchNorm`` (eps 1e-5) of NHWC ``y``, in Flax's order of operations."""
+    if train:  # batch statistics, Flax's fast variance
+        mean = jnp.mean(y, axis=(0, 1, 2))
+        var = jnp.maximum(0.0, jnp.mean(y * y, axis=(0, 1, 2)) - mean * mean)
+    return (y - mean) * (jax.lax.rsqrt(var + _EPS) * scale) + bias
+
+
+class SharedCell(nn.Module):
+    """A cell whose every edge selects its op by an input weight array, with one conv per edge.
+
+    Edge e outputs ``w_skip · x + w_avg · avgpool(x) + ReLUConvBN(x)`` where the conv's kernel is
+    ``w_c3 · K3 + w_c1 · K1`` (``K1`` padded to 3x3 at its centre; a 3x3 conv whose outer taps are
+    zero is the 1x1 conv) and BatchNorm's scale, shift and running statistics mix the same way.
+    With a one-hot row ``weights[e]`` this is the own edge's op exactly (unused terms are exact
+    zeros), the unused op's parameters get zero gradient, and the edge computes one conv, not the
+    two of every conv op. The variables of the conv op ``op`` on edge (s→t) are named
+    ``edge{s}{t}_{op}`` and hold the own op's tree (``Conv_0``, ``BatchNorm_0``).
     """
 
     @nn.compact
@@ -129,12 +204,17 @@ class MixedCell(nn.Module):
                 if t != target:
                     continue
                 h, w = nodes[s], weights[e]
+                w3, w1 = w[OPS.index("nor_conv_3x3")], w[OPS.index("nor_conv_1x1")]
+                k3, *bn3 = _ConvBNVariables(c, 3, name=f"edge{s + 1}{t + 1}_nor_conv_3x3")()
+                k1, *bn1 = _ConvBNVariables(c, 1, name=f"edge{s + 1}{t + 1}_nor_conv_1x1")()
+                # mixed in the variables' dtype (exact for one-hot weights), as the own op sees them
+                k1 = jnp.pad(k1, ((1, 1), (1, 1), (0, 0), (0, 0)))  # its taps at the centre
+                kernel = (w3 * k3 + w1 * k1).astype(k3.dtype)
+                bn = [(w3 * a + w1 * b).astype(a.dtype) for a, b in zip(bn3, bn1, strict=True)]
+                y = _conv3x3(relu(self, h, w3 + w1), kernel)
                 total = total + w[OPS.index("skip_connect")] * h  # "none" adds nothing
                 total = total + w[OPS.index("avg_pool_3x3")] * _avg_pool_3x3(h)
-                for op, kernel in zip(CONV_OPS, (3, 1), strict=True):
-                    wk = w[OPS.index(op)]
-                    y = ReLUConvBN(c, kernel, name=f"edge{s + 1}{t + 1}_{op}")(h, train, wk)
-                    total = total + wk * y
+                total = total + _batch_norm(y, train, *bn)
             nodes.append(total)
         return nodes[-1]
 
@@ -180,7 +260,7 @@ class NB201Network(nn.Module):
 
 
 class SharedNB201Network(nn.Module):
-    """Every NAS-Bench-201 network at once: ``TinyNetwork`` of :class:`MixedCell`.
+    """Every NAS-Bench-201 network at once: ``TinyNetwork`` of :class:`SharedCell`.
 
     ``__call__(x, weights, train)`` with one-hot ``weights`` (6, 5) computes the network of that
     cell; the other ops' parameters get zero gradient, so the NTK is the cell's own.
@@ -191,7 +271,7 @@ class SharedNB201Network(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, weights: jax.Array, train: bool = False) -> jax.Array:
         def cell(name, h):
-            return MixedCell(name=name)(h, weights, train)
+            return SharedCell(name=name)(h, weights, train)
 
         return _tiny_network(self, x, train, self.num_classes, cell)
 
@@ -274,6 +354,10 @@ class NB201Space(SearchSpace):
     default_input_shape = (32, 32, 3)
     has_batch_norm = True
     size = len(OPS) ** len(EDGES)
+    # A new cell's own network compiles for about as long as the shared graph's kernel of the
+    # largest cell takes to run 10-20 times (experiments/README.md, "nb201's shared graph"), so
+    # only cells under 1/16 of its FLOPs (a conv on at most one edge) are compiled alone.
+    shared_flops_max = 16.0
 
     def suggest(self, trial) -> Config:
         ops = [trial.suggest_categorical(f"edge_{e}", list(OPS)) for e in range(len(EDGES))]

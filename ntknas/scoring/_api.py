@@ -10,8 +10,8 @@ from ._scorer import Scorer
 
 # score_many goes through a space's shared graph from this many configs on; fewer are scored
 # through their own networks, as is a single score(): the graph's one compilation costs more
-# than one own network's, and each of its kernels computes the largest network (nb201's graph
-# computes every op on every edge and compiles slowly). Figures in experiments/README.md.
+# than one own network's, and each of its kernels computes the largest network. Figures in
+# experiments/README.md.
 SHARED_GRAPH_MIN = 8
 
 

@@ -42,7 +42,8 @@ _SHARED_VARIABLES = 4  # initial variables kept per shared graph (one set per se
 # The path rule: a config goes through its space's shared graph when the graph's forward costs at
 # most this many times the config's own forward (XLA's FLOPs per example), else through its own
 # network. Each shared kernel computes the largest network, so a config far smaller than it is
-# cheaper to compile alone (figures in experiments/README.md).
+# cheaper to compile alone (figures in experiments/README.md). A space whose own networks compile
+# far slower than its graph's kernel runs sets its own bound (``SearchSpace.shared_flops_max``).
 SHARED_FLOPS_MAX = 2.5
 
 
@@ -99,15 +100,16 @@ class Scorer:
         configs on pass True; a single ``score`` compiles its own network (the graph's one
         compilation costs more than one own network's). The rule is deterministic per config
         and setting, and the scores do not depend on it (see the module docstring).
-      shared_flops_max: the rule's bound (``math.inf`` sends every config a graph holds
-        through it, as benchmarks of the graph do).
+      shared_flops_max: the rule's bound for every space (``math.inf`` sends every config a
+        graph holds through it, as benchmarks of the graph do); None: each space's own
+        ``shared_flops_max``, else :data:`SHARED_FLOPS_MAX`.
     """
 
     def __init__(
         self,
         max_models: int = 32,
         shared_graphs: bool = False,
-        shared_flops_max: float = SHARED_FLOPS_MAX,
+        shared_flops_max: float | None = None,
     ):
         enable_compile_cache()
         self._models: collections.OrderedDict = collections.OrderedDict()
@@ -179,6 +181,14 @@ class Scorer:
         )
         self._results[memo] = score
         return score
+
+    def flops_bound(self, space) -> float:
+        """The path rule's bound for ``space``: the scorer's, else the space's, else
+        :data:`SHARED_FLOPS_MAX`."""
+        if self.shared_flops_max is not None:
+            return self.shared_flops_max
+        own = getattr(space, "shared_flops_max", None)
+        return SHARED_FLOPS_MAX if own is None else own
 
     def count_params(self, space, config: dict, options: ScoreOptions | None = None) -> int:
         """Parameters of a config, from shapes alone (nothing is computed or compiled)."""
@@ -266,7 +276,8 @@ class Scorer:
             own = self.own_flops(space, config, options)
             shared = self.shared_flops(space, config, options)
             # FLOPs XLA cannot count: the own network, which is right whatever its speed
-            fits = own is not None and shared is not None and shared <= self.shared_flops_max * own
+            bound = self.flops_bound(space)
+            fits = own is not None and shared is not None and shared <= bound * own
             path = "shared" if fits else "own"
         io = dict(config=config, num_classes=num_classes, input_shape=input_shape, graph=graph)
         if path == "shared" and graph is not None:

@@ -8,7 +8,9 @@ import pytest
 from ntknas import ntk
 from ntknas.proxies import naswot, synflow
 from ntknas.scoring import ScoreOptions, Scorer
-from search_spaces import get_space
+from search_spaces import get_space, nb201
+from tests.ntk.structured._reference import dense_fallbacks
+from tests.search_spaces._shared import JC, SD, assert_close, f64, ntk_of
 
 SHAPE = (8, 8, 3)
 RNG = np.random.default_rng(11)
@@ -105,3 +107,39 @@ def test_scorer_shared_graph_matches_standalone_scores():
         assert a["params"] == b["params"] and a["flops"] == b["flops"]
         for name in ("ntk_trace", "ntk_eig_max", "pntk_sum_trace", "ntk_trace_per_param"):
             assert a[name] == pytest.approx(b[name], rel=1e-10), name
+
+
+# no conv, 3x3 convs everywhere, and every op beside the others (c1 next to c3 on one node)
+SHRUNK_CELLS = ["111111", "222222", "023401", "340123"]
+
+
+def test_shared_kernel_is_the_own_kernel_by_every_method_without_dense_fallback(monkeypatch):
+    """float64, nb201 shrunk to one cell a stage (each still holds all six edges) and 2-4
+    channels: the graph's NTK by Jacobian contraction and structured derivatives (compiled once
+    for all cells, the cell an input) equals the own network's by Jacobian contraction in both
+    BatchNorm modes, and structured derivatives go through no dense rule."""
+    monkeypatch.setattr(nb201, "STAGE_CHANNELS", (2, 3, 4))
+    monkeypatch.setattr(nb201, "CELLS_PER_STAGE", 1)
+    space = get_space("nb201")
+    graph = space.shared_graph(2, SHAPE)
+    x = jax.random.normal(jax.random.PRNGKey(3), (3, *SHAPE), jnp.float64)
+    shared = f64(graph.init(jax.random.PRNGKey(0), x))
+    # off the init values (unit scales, zero shifts and statistics): nothing hides a wrong mix
+    shared = jax.tree.map(lambda a: a + 0.1 * jnp.sin(jnp.arange(a.size).reshape(a.shape)), shared)
+    for train in (False, True):
+        kernels = []
+        for cell in SHRUNK_CELLS:
+            config = {"cell": cell}
+            own_module = space.build(config, num_classes=2, input_shape=SHAPE)
+            want = ntk_of(own_module, graph.select(shared, config), x, train=train)
+            # each cell's kernel is its own: far from every other's (the test can fail)
+            scale = float(jnp.max(jnp.abs(want)))
+            assert all(float(jnp.max(jnp.abs(want - k))) > 1e-3 * scale for k in kernels)
+            kernels.append(want)
+            arch = jnp.asarray(graph.encode(config), jnp.float64)
+            got = ntk_of(graph.module, shared, x, arch, train=train, method=JC)
+            assert_close(got, want)
+            with dense_fallbacks() as dense:
+                got = ntk_of(graph.module, shared, x, arch, train=train, method=SD)
+            assert dense == [], f"dense fallback for {sorted(set(dense))}"
+            assert_close(got, want)
