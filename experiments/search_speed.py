@@ -1,8 +1,9 @@
 """Search speed, the per-architecture path against the shared graph, side by side in one run.
 
 For each space, ``--candidates`` seeded random configs (Optuna's random sampler, as ``ntknas
-search --sampler random``) are scored three times from cold, by a fresh scorer each: through their
-own networks (``own``: a compile per new architecture), through the space's shared graph
+search --sampler random``) are scored three times, each run in a new process with its own empty
+persistent compilation cache (so no run profits from another's compiles): through their own
+networks (``own``: a compile per new architecture), through the space's shared graph
 (``shared``: one compile for the space, then init and kernel per candidate), and as searches score
 them (``auto``: the path rule of :class:`ntknas.scoring.Scorer` picks per candidate; ``path``
 lists the paths it took). All three draw the same initial values, so their scores agree. Printed
@@ -11,9 +12,9 @@ steady state after the first candidate), median seconds per candidate split into
 kernel, and the kernel's share of the matmul FLOP floor: the candidate's own kernel FLOPs at the
 measured float32 matmul rate, over its seconds (1.0 would be a machine doing nothing but that
 kernel's matmuls). Also the shared graph's kernel FLOPs over the candidates' own ones (what
-computing at the largest shape costs), and a second process: the same candidates scored by a new
-process joining the persistent compilation cache the first run filled (its hits, and its first
-candidate's compile seconds).
+computing at the largest shape costs), and a second process: the same candidates scored as a
+search would (``auto``) by a new process joining the cache the ``auto`` run filled (its hits, and
+its first candidate's compile seconds).
 
 Generic over spaces: a space without a shared graph (for this setting) shows ``path=own`` twice.
 Run: ``python experiments/search_speed.py --spaces mlp resnet --candidates 6``.
@@ -76,9 +77,9 @@ def score_path(space, configs, options, run: str) -> dict:
     rows and the wall time."""
     import math
 
-    from ntknas.scoring import SHARED_FLOPS_MAX, Scorer
+    from ntknas.scoring import Scorer
 
-    bound = math.inf if run == "shared" else SHARED_FLOPS_MAX
+    bound = math.inf if run == "shared" else None  # None: the space's own rule
     scorer = Scorer(shared_graphs=run != "own", shared_flops_max=bound)
     rows = []
     t0 = time.perf_counter()
@@ -113,12 +114,12 @@ def _line(d: dict) -> str:
     return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in d.items())
 
 
-def measure(space_name: str, n: int, options, seed: int, rate: float) -> dict:
+def measure(space_name: str, n: int, args, rate: float) -> dict:
     from search_spaces import get_space
 
-    space = get_space(space_name)
-    configs = candidates(space, n, seed)
-    results = {run: score_path(space, configs, options, run) for run in RUNS}
+    configs = candidates(get_space(space_name), n, args.seed)
+    caches = {run: tempfile.mkdtemp(prefix=f"ntknas-speed-{run}-") for run in RUNS}
+    results = {run: run_process(space_name, configs, args, run, caches[run]) for run in RUNS}
     own_flops = [r["ntk_flops"] or 0.0 for r in results["own"]["rows"]]
     shared_rows = results["shared"]["rows"]
     ratios = [s["ntk_flops"] / o for s, o in zip(shared_rows, own_flops, strict=True) if o and s]
@@ -138,37 +139,31 @@ def measure(space_name: str, n: int, options, seed: int, rate: float) -> dict:
             "min": min(ratios, default=float("nan")),
             "max": max(ratios, default=float("nan")),
         },
+        "second": run_process(space_name, configs, args, "auto", caches["auto"]),
     }
 
 
-def second_process(space_name: str, configs, args) -> dict:
-    """The same candidates, both paths, in a new process joining this run's cache."""
-    cmd = [sys.executable, __file__, "--second-process", space_name, json.dumps(configs)]
+def run_process(space_name: str, configs, args, run: str, cache_dir: str) -> dict:
+    """One run in a new process whose persistent compilation cache is ``cache_dir``."""
+    cmd = [sys.executable, __file__, "--run", run, space_name, json.dumps(configs)]
     cmd += ["--batch", str(args.batch), "--method", args.method]
-    env = {**os.environ, "NTKNAS_COMPILE_CACHE": args.cache_dir}
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    env = {**os.environ, "NTKNAS_COMPILE_CACHE": cache_dir}
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"the {run} run failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _second_process_main(space_name: str, configs_json: str, options) -> None:
-    from ntknas.scoring import cache_stats
+def _run_main(run: str, space_name: str, configs_json: str, options) -> None:
+    from ntknas.scoring import cache_stats, enable_compile_cache
     from search_spaces import get_space
 
-    space, configs = get_space(space_name), json.loads(configs_json)
-    out = {}
-    for run in RUNS:
-        result = score_path(space, configs, options, run)
-        first = result["rows"][0]
-        out[run] = {
-            "path": first["path"],
-            "first_compile_s": first["compile_seconds"],
-            "first_s": first["seconds"],
-            "per_min": 60 * len(configs) / result["wall"],
-        }
+    enable_compile_cache()
+    result = score_path(get_space(space_name), json.loads(configs_json), options, run)
     stats = cache_stats()
-    out["cache"] = {"requests": stats.requests, "hits": stats.hits, "writes": stats.writes}
-    out["cache"]["saved_s"] = stats.seconds_saved
-    print(json.dumps(out))
+    result["cache"] = {"requests": stats.requests, "hits": stats.hits, "writes": stats.writes}
+    result["cache"]["saved_s"] = stats.seconds_saved
+    print(json.dumps(result))
 
 
 def main() -> None:
@@ -178,41 +173,31 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help="seeds the sampler (default 0)")
     p.add_argument("--batch", type=int, default=None, help="default: ntknas.scoring.DEFAULT_BATCH")
     p.add_argument("--method", default="auto", help="NTK method (default auto)")
-    p.add_argument("--cache-dir", default=None, help="compilation cache (default: a new temp dir)")
-    p.add_argument(
-        "--second-process", nargs=2, metavar=("SPACE", "CONFIGS"), help=argparse.SUPPRESS
-    )
+    p.add_argument("--run", nargs=3, metavar=("RUN", "SPACE", "CONFIGS"), help=argparse.SUPPRESS)
     args = p.parse_args()
-    from ntknas.scoring import DEFAULT_BATCH
+    from ntknas.scoring import DEFAULT_BATCH, ScoreOptions
 
     args.batch = args.batch or DEFAULT_BATCH
-    if args.second_process:
-        from ntknas.scoring import ScoreOptions
-
-        _second_process_main(
-            *args.second_process, ScoreOptions(batch=args.batch, method=args.method)
-        )
+    if args.run:
+        _run_main(*args.run, ScoreOptions(batch=args.batch, method=args.method))
         return
-    # a cold cache, so the first run compiles and the second process can only hit what it wrote
-    args.cache_dir = args.cache_dir or tempfile.mkdtemp(prefix="ntknas-speed-cache-")
-    os.environ["NTKNAS_COMPILE_CACHE"] = args.cache_dir
-    from ntknas.scoring import ScoreOptions, enable_compile_cache
-
-    enable_compile_cache()
-    options = ScoreOptions(batch=args.batch, method=args.method)
     rate = matmul_flops_per_second()
-    print(f"float32 2048x2048 matmul: {rate / 1e9:.1f} GFLOP/s; cache {args.cache_dir}")
+    print(f"float32 2048x2048 matmul: {rate / 1e9:.1f} GFLOP/s; load {os.getloadavg()[0]:.2f}")
     for name in args.spaces:
-        m = measure(name, args.candidates, options, args.seed, rate)
+        m = measure(name, args.candidates, args, rate)
         print(f"{name} batch={args.batch} candidates={len(m['configs'])} seed={args.seed}")
         for run in RUNS:
             print(f"  {run}: " + _line(m[run]))
         print("  shared kernel FLOPs / own: " + _line(m["flop_overhead"]))
         print("  max relative difference from own: " + _line(m["agreement"]))
-        second = second_process(name, m["configs"], args)
-        for run in RUNS:
-            print(f"  second process {run}: " + _line(second[run]))
-        print("  second process cache: " + _line(second["cache"]))
+        second = m["second"]
+        first = second["rows"][0]
+        print(
+            f"  second process (auto, joining the auto run's cache): path={first['path']} "
+            f"first_compile_s={first['compile_seconds']:.3g} first_s={first['seconds']:.3g} "
+            f"per_min={60 * len(second['rows']) / second['wall']:.3g} " + _line(second["cache"])
+        )
+        print(f"  load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
