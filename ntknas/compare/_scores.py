@@ -16,8 +16,9 @@ import numpy as np
 from .. import proxies
 
 # From this many configs on, score_all goes through a space's shared graph: its one compilation is
-# slow and each of its kernels computes every op, so it only pays off for a few dozen configs
-# (measured in experiments/README.md, "When compare uses the shared graph").
+# slow and each of its kernels computes the largest network, so it only pays off for a few dozen
+# configs (measured in experiments/README.md, "When compare uses the shared graph", on the nb201
+# graph before it computed one conv per edge; not measured again since).
 SHARED_GRAPH_MIN = 32
 REFERENCE_PROXIES = proxies.REFERENCE_PROXIES  # NASWOT and SynFlow, computed here
 # Seconds per architecture are reported per group: every NTK proxy comes from the same kernel.
