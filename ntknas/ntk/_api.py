@@ -71,7 +71,9 @@ class KernelFn:
 
     Compiled kernels are cached per input shapes; under the caller's ``jit``/``vmap`` the kernel
     is traced as usual. With ``method="auto"`` the automatic choice's executable of the chosen
-    method is used as is, so nothing is traced or compiled twice.
+    method is used as is, so nothing is traced or compiled twice; if it fails when it runs (e.g.
+    out of memory at execution), the next method in auto's ranking is compiled and run instead,
+    and :func:`explain` shows why the first was skipped.
     """
 
     f: Callable
@@ -96,7 +98,11 @@ class KernelFn:
         if _jax_compat.contains_tracer((x1, x2, params)):
             return self._run(x1, x2, params)  # inside the caller's jit/vmap: trace as usual
         exe = self._compiled(x1, x2, params)
-        return self._run(x1, x2, params) if exe is None else exe(x1, x2, params)
+        if exe is None:
+            return self._run(x1, x2, params)
+        if self.method is NtkMethod.AUTO:
+            return self._run_auto(exe, x1, x2, params)
+        return exe(x1, x2, params)
 
     def compile(self, x1: Batch, x2: Batch | None = None, params=None):
         """Compiles (without running) the kernel for these shapes; returns the executable."""
@@ -106,6 +112,21 @@ class KernelFn:
         if exe is None:
             raise TypeError("f is not hashable, so its compiled kernels cannot be cached")
         return exe
+
+    def _run_auto(self, exe, x1, x2, params):
+        """Runs auto's choice; when it fails as it runs, the next method in auto's ranking.
+
+        The kernel is waited for, so that an error at execution (e.g. XLA's RESOURCE_EXHAUSTED
+        when the device holds less than the compiled peak) surfaces here; the failed method is
+        recorded as skipped in the explanation, and its executable replaced by the next one's.
+        """
+        key = self._key(x1, x2, params)
+        while True:
+            try:
+                return jax.block_until_ready(exe(x1, x2, params))
+            except Exception as e:  # any failure at run time: the next method is tried
+                choice = _auto.CHOOSER.fall_back(key, self.f, self.options, x1, x2, params, e)
+            exe = self._executables[key] = choice.compiled
 
     def _shardable(self, x1) -> bool:
         """Sharding asked for, several local devices, and x1's batch (axis 0) splits evenly."""

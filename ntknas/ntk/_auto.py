@@ -11,7 +11,9 @@ Fail-safe: methods are then tried fastest first. Each is lowered (if it was not)
 one whose compiled peak memory (``memory_analysis()``: arguments + outputs + temporaries)
 exceeds the memory budget, or whose lowering or compiling raises anything at all, is skipped
 with its reason, and the next is tried. The first that compiles within budget is chosen, and
-its executable is handed to the caller, so nothing is compiled twice.
+its executable is handed to the caller, so nothing is compiled twice. When that executable
+fails as it runs (XLA out of memory at execution, or any other error), the caller asks
+:meth:`AutoChooser.fall_back` for the next method, and the explanation records why.
 
 :class:`AutoChooser` owns the choice: it caches each :class:`Explanation` per (function, axes,
 batching, shapes, dtypes) and hands the chosen method's lowering to the caller that asked for it
@@ -198,17 +200,9 @@ class AutoChooser:
         check_arrays(x1, "x1")
         batching = options.batching
         out1, _ = output_shapes(f, x1, x2, params)
-        args = (x1, x2, params)
-        estimates, lowered = {}, {}
-
-        def lower_and_cost(m: NtkMethod) -> Estimate:
-            fn = functools.partial(compute, f, m, options)
-            try:
-                lowered[m.value] = lower(fn, *args)
-            except Exception as e:  # any failure of one method: the next is tried
-                return Estimate(np.inf, np.inf, np.inf, f"error: {_describe(e)}")
-            return estimate_lowered(lowered[m.value], m.value)
-
+        lowered: dict = {}
+        lower_and_cost = _Lowering(f, options, (x1, x2, params), lowered)
+        estimates = {}
         sd = NtkMethod.STRUCTURED_DERIVATIVES
         estimates[sd.value] = lower_and_cost(sd)
         sizes = _sizes(f, x1, x2, params, out1, batching)
@@ -219,23 +213,59 @@ class AutoChooser:
             if est.seconds <= self.lower_within * best:
                 est = lower_and_cost(m)
             estimates[m.value] = est
+        skipped = {name: e.source for name, e in estimates.items() if e.source.startswith("error")}
         explanation, compiled = self._first_that_fits(
-            estimates, lowered, lower_and_cost, memory_budget(options)
+            estimates, lowered, lower_and_cost, memory_budget(options), skipped
         )
-        if key is not None:
-            while len(self._explanations) >= self.max_size:
-                self._explanations.pop(next(iter(self._explanations)))
-            self._explanations[key] = explanation
+        self._remember(key, explanation)
         return Choice(explanation, compiled)
 
+    def fall_back(self, key, f, options: Options, x1, x2, params, error: Exception) -> Choice:
+        """The next method, after the chosen one's compiled kernel raised ``error`` when it ran.
+
+        An out-of-memory error at execution (XLA's RESOURCE_EXHAUSTED), or any other: the failed
+        method joins the skipped ones with the reason, the next in the ranking that compiles
+        within the budget is chosen, and the cached explanation says so (``explain`` shows it).
+
+        Raises:
+          ValueError: no method is left (chained to ``error``).
+        """
+        old = self.choose(key, f, options, x1, x2, params).explanation
+        skipped = dict(old.skipped)
+        skipped[old.method] = f"running failed: {_describe(error)}"
+        lowered: dict = {}
+        try:
+            explanation, compiled = self._first_that_fits(
+                dict(old.estimates),
+                lowered,
+                _Lowering(f, options, (x1, x2, params), lowered),
+                old.budget_bytes,
+                skipped,
+            )
+        except ValueError as none_left:
+            self._remember(key, dataclasses.replace(old, skipped=skipped))
+            raise none_left from error
+        self._remember(key, explanation)
+        return Choice(explanation, compiled)
+
+    def _remember(self, key, explanation: Explanation) -> None:
+        if key is None:
+            return
+        self._explanations.pop(key, None)
+        while len(self._explanations) >= self.max_size:
+            self._explanations.pop(next(iter(self._explanations)))
+        self._explanations[key] = explanation
+
     @staticmethod
-    def _first_that_fits(estimates, lowered, lower_and_cost, budget: float):
-        """Compiles methods fastest first until one fits the budget; explains every skip."""
-        skipped: dict[str, str] = {}
-        for name, e in estimates.items():
-            if e.source.startswith("error"):
-                skipped[name] = e.source
+    def _first_that_fits(estimates, lowered, lower_and_cost, budget: float, skipped: dict):
+        """Compiles methods fastest first until one fits the budget; explains every skip.
+
+        Methods already in ``skipped`` (method -> why) are not tried again.
+        """
+        skipped = dict(skipped)
         for name in ranking(estimates):
+            if name in skipped:
+                continue
             if name not in lowered:  # costed by the model only: lower it now
                 est = lower_and_cost(NtkMethod(name))
                 if name not in lowered:
@@ -258,9 +288,32 @@ class AutoChooser:
         raise ValueError(f"no NTK method fits (memory budget {_gib(budget)}): {why}")
 
 
+@dataclass(frozen=True)
+class _Lowering:
+    """Lowers one method for these arguments into ``lowered`` and costs it (never raises)."""
+
+    f: Callable
+    options: Options
+    args: tuple
+    lowered: dict
+
+    def __call__(self, m: NtkMethod) -> Estimate:
+        fn = functools.partial(compute, self.f, m, self.options)
+        try:
+            self.lowered[m.value] = lower(fn, *self.args)
+        except Exception as e:  # any failure of one method: the next is tried
+            return Estimate(np.inf, np.inf, np.inf, f"error: {_describe(e)}")
+        return estimate_lowered(self.lowered[m.value], m.value)
+
+
 def _describe(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:200] if text else ''}"
+    """The error's type and first line, and its last line where it has several (a runtime error
+    that wraps a traceback names the cause last)."""
+    lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+    text = lines[0][:200] if lines else ""
+    if len(lines) > 1:
+        text += f" ... {lines[-1][:200]}"
+    return f"{type(e).__name__}: {text}"
 
 
 def _sizes(f, x1, x2, params, out1, batching: Batching):
