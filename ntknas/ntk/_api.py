@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import jax
 import numpy as np
 
-from . import _auto, _jax_compat
+from . import _auto, _compiled, _jax_compat
 from ._batching import Batching
 from ._kernel import NtkMethod, Options, cache_key, check_arrays, compute, parse_method
 
@@ -164,14 +164,19 @@ class KernelFn:
         key = self._key(x1, x2, params)
         return _auto.CHOOSER.choose(key, self.f, self.options, x1, x2, params)
 
-    def _compute_fn(self, method: NtkMethod) -> Callable:
-        return functools.partial(compute, self.f, method, self.options)
+    def _compute_fn(self, method: NtkMethod, options: Options | None = None) -> Callable:
+        return functools.partial(compute, self.f, method, options or self.options)
 
     def _traced(self, x1, x2, params):
-        m = self.method
+        """The kernel traced into the caller's program. Blocks: auto's choice compiled the
+        chosen method at the block size it fitted to the budget; a fixed method takes the
+        estimate's (compiling here to fit would compile the caller's program twice)."""
+        m, options = self.method, self.options
         if m is NtkMethod.AUTO:
-            m = NtkMethod(self._choose(x1, x2, params).explanation.method)
-        return self._compute_fn(m)(x1, x2, params)
+            e = self._choose(x1, x2, params).explanation
+            m = NtkMethod(e.method)
+            options = _compiled.at_block(options, e.estimates[e.method].block_size)
+        return self._compute_fn(m, options)(x1, x2, params)
 
     def _compiled(self, x1, x2, params):
         """The compiled kernel for these shapes, reusing auto's lowering of the chosen method."""
@@ -179,12 +184,15 @@ class KernelFn:
         if key is None:
             return None
         if key not in self._executables:
-            m, compiled = self.method, None
+            m, compiled, options = self.method, None, self.options
             if m is NtkMethod.AUTO:
                 choice = self._choose(x1, x2, params)
-                m, compiled = NtkMethod(choice.explanation.method), choice.compiled
-            if compiled is None:
-                compiled = _auto.lower(self._compute_fn(m), x1, x2, params).compile()
+                e = choice.explanation
+                m, compiled = NtkMethod(e.method), choice.compiled
+                options = _compiled.at_block(options, e.estimates[e.method].block_size)
+            if compiled is None:  # a fixed method, or auto's choice made by an earlier call
+                args = (x1, x2, params)
+                compiled = _compiled.fit_kernel(self.f, m, options, args).compiled
             self._executables[key] = compiled
         return self._executables[key]
 
@@ -224,7 +232,10 @@ def ntk_fn(
         outputs, temporaries); ``None``: 90% of an accelerator's memory, 50% of the physical
         memory on CPU. ``method="auto"`` never picks a method whose compiled peak exceeds it,
         and NTK-vector products and structured derivatives walk the output basis in blocks
-        (``lax.map``) sized to half of it.
+        (``lax.map``): the largest whose compiled peak (XLA's ``memory_analysis()``) fits it,
+        found by compiling a few block sizes when every vector at once does not fit. Where XLA
+        gives no memory analysis, and where the kernel of a fixed method is traced inside the
+        caller's ``jit``, the blocks take half the budget by an estimate of bytes per vector.
       block_size: output basis vectors evaluated at once, overriding the size chosen from
         ``memory_budget`` (the kernel is the same to float rounding for every block size).
       shard: with several local devices, split x1's examples over all of them (``shard_map``;
