@@ -142,13 +142,11 @@ class KernelFn:
         """Rows of the kernel (blocks of x1's examples) computed on every local device at once."""
         key = ("shard", self._key(x1, x2, params))
         if key not in self._executables:
-            m = self.method
-            if m is NtkMethod.AUTO:
-                m = NtkMethod(self._choose(x1, x2, params).explanation.method)
+            m, options, _ = self._resolved(x1, x2, params)
             mesh = jax.sharding.Mesh(np.array(jax.local_devices()), ("devices",))
             spec, whole = jax.sharding.PartitionSpec("devices"), jax.sharding.PartitionSpec()
             fn = jax.shard_map(
-                self._compute_fn(m),
+                self._compute_fn(m, options),
                 mesh=mesh,
                 in_specs=(spec, whole, whole),
                 out_specs=spec,
@@ -164,18 +162,26 @@ class KernelFn:
         key = self._key(x1, x2, params)
         return _auto.CHOOSER.choose(key, self.f, self.options, x1, x2, params)
 
-    def _compute_fn(self, method: NtkMethod, options: Options | None = None) -> Callable:
-        return functools.partial(compute, self.f, method, options or self.options)
+    def _resolved(self, x1, x2, params) -> tuple[NtkMethod, Options, Any]:
+        """The method to run, its options and, where auto compiled it just now, its executable.
+
+        Auto's choice runs with the blocks it was fitted with (:func:`._compiled.fit_kernel`);
+        a fixed method keeps the caller's options.
+        """
+        if self.method is not NtkMethod.AUTO:
+            return self.method, self.options, None
+        choice = self._choose(x1, x2, params)
+        e = choice.explanation
+        options = _compiled.at_block(self.options, e.estimates[e.method].block_size)
+        return NtkMethod(e.method), options, choice.compiled
+
+    def _compute_fn(self, method: NtkMethod, options: Options) -> Callable:
+        return functools.partial(compute, self.f, method, options)
 
     def _traced(self, x1, x2, params):
-        """The kernel traced into the caller's program. Blocks: auto's choice compiled the
-        chosen method at the block size it fitted to the budget; a fixed method takes the
-        estimate's (compiling here to fit would compile the caller's program twice)."""
-        m, options = self.method, self.options
-        if m is NtkMethod.AUTO:
-            e = self._choose(x1, x2, params).explanation
-            m = NtkMethod(e.method)
-            options = _compiled.at_block(options, e.estimates[e.method].block_size)
+        """The kernel traced into the caller's program. A fixed method's blocks come from the
+        estimate (fitting them here would compile the caller's program twice)."""
+        m, options, _ = self._resolved(x1, x2, params)
         return self._compute_fn(m, options)(x1, x2, params)
 
     def _compiled(self, x1, x2, params):
@@ -184,12 +190,7 @@ class KernelFn:
         if key is None:
             return None
         if key not in self._executables:
-            m, compiled, options = self.method, None, self.options
-            if m is NtkMethod.AUTO:
-                choice = self._choose(x1, x2, params)
-                e = choice.explanation
-                m, compiled = NtkMethod(e.method), choice.compiled
-                options = _compiled.at_block(options, e.estimates[e.method].block_size)
+            m, options, compiled = self._resolved(x1, x2, params)
             if compiled is None:  # a fixed method, or auto's choice made by an earlier call
                 args = (x1, x2, params)
                 compiled = _compiled.fit_kernel(self.f, m, options, args).compiled
