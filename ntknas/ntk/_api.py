@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import jax
 import numpy as np
 
-from . import _auto, _jax_compat
+from . import _auto, _compiled, _jax_compat
 from ._batching import Batching
 from ._kernel import NtkMethod, Options, cache_key, check_arrays, compute, parse_method
 
@@ -71,7 +71,9 @@ class KernelFn:
 
     Compiled kernels are cached per input shapes; under the caller's ``jit``/``vmap`` the kernel
     is traced as usual. With ``method="auto"`` the automatic choice's executable of the chosen
-    method is used as is, so nothing is traced or compiled twice.
+    method is used as is, so nothing is traced or compiled twice; if it fails when it runs (e.g.
+    out of memory at execution), the next method in auto's ranking is compiled and run instead,
+    and :func:`explain` shows why the first was skipped.
     """
 
     f: Callable
@@ -96,7 +98,11 @@ class KernelFn:
         if _jax_compat.contains_tracer((x1, x2, params)):
             return self._run(x1, x2, params)  # inside the caller's jit/vmap: trace as usual
         exe = self._compiled(x1, x2, params)
-        return self._run(x1, x2, params) if exe is None else exe(x1, x2, params)
+        if exe is None:
+            return self._run(x1, x2, params)
+        if self.method is NtkMethod.AUTO:
+            return self._run_auto(exe, x1, x2, params)
+        return exe(x1, x2, params)
 
     def compile(self, x1: Batch, x2: Batch | None = None, params=None):
         """Compiles (without running) the kernel for these shapes; returns the executable."""
@@ -106,6 +112,21 @@ class KernelFn:
         if exe is None:
             raise TypeError("f is not hashable, so its compiled kernels cannot be cached")
         return exe
+
+    def _run_auto(self, exe, x1, x2, params):
+        """Runs auto's choice; when it fails as it runs, the next method in auto's ranking.
+
+        The kernel is waited for, so that an error at execution (e.g. XLA's RESOURCE_EXHAUSTED
+        when the device holds less than the compiled peak) surfaces here; the failed method is
+        recorded as skipped in the explanation, and its executable replaced by the next one's.
+        """
+        key = self._key(x1, x2, params)
+        while True:
+            try:
+                return jax.block_until_ready(exe(x1, x2, params))
+            except Exception as e:  # any failure at run time: the next method is tried
+                choice = _auto.CHOOSER.fall_back(key, self.f, self.options, x1, x2, params, e)
+            exe = self._executables[key] = choice.compiled
 
     def _shardable(self, x1) -> bool:
         """Sharding asked for, several local devices, and x1's batch (axis 0) splits evenly."""
@@ -121,13 +142,11 @@ class KernelFn:
         """Rows of the kernel (blocks of x1's examples) computed on every local device at once."""
         key = ("shard", self._key(x1, x2, params))
         if key not in self._executables:
-            m = self.method
-            if m is NtkMethod.AUTO:
-                m = NtkMethod(self._choose(x1, x2, params).explanation.method)
+            m, options, _ = self._resolved(x1, x2, params)
             mesh = jax.sharding.Mesh(np.array(jax.local_devices()), ("devices",))
             spec, whole = jax.sharding.PartitionSpec("devices"), jax.sharding.PartitionSpec()
             fn = jax.shard_map(
-                self._compute_fn(m),
+                self._compute_fn(m, options),
                 mesh=mesh,
                 in_specs=(spec, whole, whole),
                 out_specs=spec,
@@ -143,14 +162,27 @@ class KernelFn:
         key = self._key(x1, x2, params)
         return _auto.CHOOSER.choose(key, self.f, self.options, x1, x2, params)
 
-    def _compute_fn(self, method: NtkMethod) -> Callable:
-        return functools.partial(compute, self.f, method, self.options)
+    def _resolved(self, x1, x2, params) -> tuple[NtkMethod, Options, Any]:
+        """The method to run, its options and, where auto compiled it just now, its executable.
+
+        Auto's choice runs with the blocks it was fitted with (:func:`._compiled.fit_kernel`);
+        a fixed method keeps the caller's options.
+        """
+        if self.method is not NtkMethod.AUTO:
+            return self.method, self.options, None
+        choice = self._choose(x1, x2, params)
+        e = choice.explanation
+        options = _compiled.at_block(self.options, e.estimates[e.method].block_size)
+        return NtkMethod(e.method), options, choice.compiled
+
+    def _compute_fn(self, method: NtkMethod, options: Options) -> Callable:
+        return functools.partial(compute, self.f, method, options)
 
     def _traced(self, x1, x2, params):
-        m = self.method
-        if m is NtkMethod.AUTO:
-            m = NtkMethod(self._choose(x1, x2, params).explanation.method)
-        return self._compute_fn(m)(x1, x2, params)
+        """The kernel traced into the caller's program. A fixed method's blocks come from the
+        estimate (fitting them here would compile the caller's program twice)."""
+        m, options, _ = self._resolved(x1, x2, params)
+        return self._compute_fn(m, options)(x1, x2, params)
 
     def _compiled(self, x1, x2, params):
         """The compiled kernel for these shapes, reusing auto's lowering of the chosen method."""
@@ -158,12 +190,10 @@ class KernelFn:
         if key is None:
             return None
         if key not in self._executables:
-            m, compiled = self.method, None
-            if m is NtkMethod.AUTO:
-                choice = self._choose(x1, x2, params)
-                m, compiled = NtkMethod(choice.explanation.method), choice.compiled
-            if compiled is None:
-                compiled = _auto.lower(self._compute_fn(m), x1, x2, params).compile()
+            m, options, compiled = self._resolved(x1, x2, params)
+            if compiled is None:  # a fixed method, or auto's choice made by an earlier call
+                args = (x1, x2, params)
+                compiled = _compiled.fit_kernel(self.f, m, options, args).compiled
             self._executables[key] = compiled
         return self._executables[key]
 
@@ -203,7 +233,10 @@ def ntk_fn(
         outputs, temporaries); ``None``: 90% of an accelerator's memory, 50% of the physical
         memory on CPU. ``method="auto"`` never picks a method whose compiled peak exceeds it,
         and NTK-vector products and structured derivatives walk the output basis in blocks
-        (``lax.map``) sized to half of it.
+        (``lax.map``): the largest whose compiled peak (XLA's ``memory_analysis()``) fits it,
+        found by compiling a few block sizes when every vector at once does not fit. Where XLA
+        gives no memory analysis, and where the kernel of a fixed method is traced inside the
+        caller's ``jit``, the blocks take half the budget by an estimate of bytes per vector.
       block_size: output basis vectors evaluated at once, overriding the size chosen from
         ``memory_budget`` (the kernel is the same to float rounding for every block size).
       shard: with several local devices, split x1's examples over all of them (``shard_map``;

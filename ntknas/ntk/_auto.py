@@ -7,11 +7,15 @@ whichever of them could come within 2x of the best so far is then lowered and co
 so close calls are decided by XLA's counts and hopeless ones cost no tracing. Estimated seconds =
 FLOPs / peak + bytes / bandwidth, with per-backend constants.
 
-Fail-safe: methods are then tried fastest first. Each is lowered (if it was not) and compiled;
-one whose compiled peak memory (``memory_analysis()``: arguments + outputs + temporaries)
-exceeds the memory budget, or whose lowering or compiling raises anything at all, is skipped
-with its reason, and the next is tried. The first that compiles within budget is chosen, and
-its executable is handed to the caller, so nothing is compiled twice.
+Fail-safe: methods are then tried fastest first. Each is lowered (if it was not) and compiled
+with the largest blocks of output basis vectors that fit the memory budget
+(:func:`._compiled.fit_kernel`). One whose compiled peak memory (``memory_analysis()``:
+arguments + outputs + temporaries) exceeds the budget even so, or whose lowering or compiling
+raises anything at all, is skipped with its reason, and the next is tried. The first that
+compiles within budget is chosen, and its executable is handed to the caller, so nothing is
+compiled twice. When that executable fails as it runs (XLA out of memory at execution, or any
+other error), the caller asks :meth:`AutoChooser.fall_back` for the next method, and the
+explanation records why.
 
 :class:`AutoChooser` owns the choice: it caches each :class:`Explanation` per (function, axes,
 batching, shapes, dtypes) and hands the chosen method's lowering to the caller that asked for it
@@ -31,6 +35,8 @@ import jax
 import numpy as np
 
 from ._batching import Batching
+from ._compiled import UNBLOCKED, first_block, fit_kernel, lower
+from ._compiled import peak_bytes as peak_bytes  # where ntknas.bench reads it
 from ._kernel import NtkMethod, Options, check_arrays, compute, memory_budget, output_shapes
 
 # Rough throughput per backend: (FLOP/s, bytes/s). Only their ratio matters for the choice.
@@ -50,6 +56,9 @@ class Estimate:
     seconds: float
     source: str  # "xla", "model" (not lowered: too far behind) or "error: ..."
     peak_bytes: float | None = None  # compiled peak memory; None where not compiled
+    # output basis vectors per block in the compiled program (see _compiled.fit_kernel):
+    # UNBLOCKED, a number, or None (not compiled, or blocks from the estimate)
+    block_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,8 @@ class Explanation:
         lines = [f"auto -> {self.method} (memory budget {_gib(self.budget_bytes)})"]
         for name, e in sorted(self.estimates.items(), key=lambda kv: kv[1].seconds):
             peak = "not compiled" if e.peak_bytes is None else f"peak {_gib(e.peak_bytes)}"
+            if e.block_size is not None and e.block_size != UNBLOCKED:
+                peak += f" in blocks of {e.block_size} basis vectors"
             line = (
                 f"  {name:24s} {e.flops:12.4g} FLOPs {e.bytes:12.4g} bytes "
                 f"~{e.seconds:.3g} s ({e.source}), {peak}"
@@ -77,22 +88,6 @@ class Explanation:
 
 def _gib(n: float) -> str:
     return "unbounded" if not math.isfinite(n) else f"{n / 2**30:.3g} GiB"
-
-
-def peak_bytes(compiled) -> float | None:
-    """Arguments + outputs + temporaries of a compiled executable (None if XLA does not say)."""
-    try:
-        m = compiled.memory_analysis()
-    except Exception:  # some backends do not implement it
-        return None
-    if m is None:
-        return None
-    return float(
-        m.argument_size_in_bytes
-        + m.output_size_in_bytes
-        + m.temp_size_in_bytes
-        - m.alias_size_in_bytes
-    )
 
 
 # How much faster than the generic model a method's operations run. Structured derivatives spends
@@ -116,15 +111,6 @@ def xla_cost(lowered) -> tuple[float, float] | None:
     if not cost or "flops" not in cost:
         return None
     return float(cost["flops"]), float(cost.get("bytes accessed", 0.0))
-
-
-def lower(fn: Callable, *args):
-    """``jax.jit(fn)`` lowered on the abstract values of ``args`` (nothing is compiled or run)."""
-    abstract = jax.tree.map(
-        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=getattr(a, "weak_type", False)),
-        args,
-    )
-    return jax.jit(fn).lower(*abstract)
 
 
 def model_cost(
@@ -198,17 +184,9 @@ class AutoChooser:
         check_arrays(x1, "x1")
         batching = options.batching
         out1, _ = output_shapes(f, x1, x2, params)
-        args = (x1, x2, params)
-        estimates, lowered = {}, {}
-
-        def lower_and_cost(m: NtkMethod) -> Estimate:
-            fn = functools.partial(compute, f, m, options)
-            try:
-                lowered[m.value] = lower(fn, *args)
-            except Exception as e:  # any failure of one method: the next is tried
-                return Estimate(np.inf, np.inf, np.inf, f"error: {_describe(e)}")
-            return estimate_lowered(lowered[m.value], m.value)
-
+        lowered: dict = {}
+        lower_and_cost = _Lowering(f, options, (x1, x2, params), lowered)
+        estimates = {}
         sd = NtkMethod.STRUCTURED_DERIVATIVES
         estimates[sd.value] = lower_and_cost(sd)
         sizes = _sizes(f, x1, x2, params, out1, batching)
@@ -219,23 +197,59 @@ class AutoChooser:
             if est.seconds <= self.lower_within * best:
                 est = lower_and_cost(m)
             estimates[m.value] = est
+        skipped = {name: e.source for name, e in estimates.items() if e.source.startswith("error")}
         explanation, compiled = self._first_that_fits(
-            estimates, lowered, lower_and_cost, memory_budget(options)
+            estimates, lowered, lower_and_cost, memory_budget(options), skipped
         )
-        if key is not None:
-            while len(self._explanations) >= self.max_size:
-                self._explanations.pop(next(iter(self._explanations)))
-            self._explanations[key] = explanation
+        self._remember(key, explanation)
         return Choice(explanation, compiled)
 
+    def fall_back(self, key, f, options: Options, x1, x2, params, error: Exception) -> Choice:
+        """The next method, after the chosen one's compiled kernel raised ``error`` when it ran.
+
+        An out-of-memory error at execution (XLA's RESOURCE_EXHAUSTED), or any other: the failed
+        method joins the skipped ones with the reason, the next in the ranking that compiles
+        within the budget is chosen, and the cached explanation says so (``explain`` shows it).
+
+        Raises:
+          ValueError: no method is left (chained to ``error``).
+        """
+        old = self.choose(key, f, options, x1, x2, params).explanation
+        skipped = dict(old.skipped)
+        skipped[old.method] = f"running failed: {_describe(error)}"
+        lowered: dict = {}
+        try:
+            explanation, compiled = self._first_that_fits(
+                dict(old.estimates),
+                lowered,
+                _Lowering(f, options, (x1, x2, params), lowered),
+                old.budget_bytes,
+                skipped,
+            )
+        except ValueError as none_left:
+            self._remember(key, dataclasses.replace(old, skipped=skipped))
+            raise none_left from error
+        self._remember(key, explanation)
+        return Choice(explanation, compiled)
+
+    def _remember(self, key, explanation: Explanation) -> None:
+        if key is None:
+            return
+        self._explanations.pop(key, None)
+        while len(self._explanations) >= self.max_size:
+            self._explanations.pop(next(iter(self._explanations)))
+        self._explanations[key] = explanation
+
     @staticmethod
-    def _first_that_fits(estimates, lowered, lower_and_cost, budget: float):
-        """Compiles methods fastest first until one fits the budget; explains every skip."""
-        skipped: dict[str, str] = {}
-        for name, e in estimates.items():
-            if e.source.startswith("error"):
-                skipped[name] = e.source
+    def _first_that_fits(estimates, lowered, lower_and_cost, budget: float, skipped: dict):
+        """Compiles methods fastest first until one fits the budget; explains every skip.
+
+        Methods already in ``skipped`` (method -> why) are not tried again.
+        """
+        skipped = dict(skipped)
         for name in ranking(estimates):
+            if name in skipped:
+                continue
             if name not in lowered:  # costed by the model only: lower it now
                 est = lower_and_cost(NtkMethod(name))
                 if name not in lowered:
@@ -244,12 +258,14 @@ class AutoChooser:
                     continue
                 estimates[name] = est
             try:
-                compiled = lowered[name].compile()
+                fitted = lower_and_cost.fit(NtkMethod(name))
             except Exception as e:  # e.g. XLA out of memory while compiling
                 skipped[name] = f"compiling failed: {_describe(e)}"
                 continue
-            peak = peak_bytes(compiled)
-            estimates[name] = dataclasses.replace(estimates[name], peak_bytes=peak)
+            compiled, peak = fitted.compiled, fitted.peak_bytes
+            estimates[name] = dataclasses.replace(
+                estimates[name], peak_bytes=peak, block_size=fitted.block_size
+            )
             if peak is not None and peak > budget:
                 skipped[name] = f"peak {_gib(peak)} exceeds the memory budget {_gib(budget)}"
                 continue
@@ -258,9 +274,41 @@ class AutoChooser:
         raise ValueError(f"no NTK method fits (memory budget {_gib(budget)}): {why}")
 
 
+@dataclass(frozen=True)
+class _Lowering:
+    """Lowers one method for these arguments into ``lowered`` and costs it (never raises), and
+    compiles it with the largest blocks that fit the budget (reusing that lowering).
+
+    Methods are lowered with every basis vector at once unless the caller fixed a block size:
+    XLA's cost analysis counts a loop's body once, so blocks would hide FLOPs from the costs.
+    """
+
+    f: Callable
+    options: Options
+    args: tuple
+    lowered: dict
+
+    def __call__(self, m: NtkMethod) -> Estimate:
+        options = dataclasses.replace(self.options, block_size=first_block(self.options))
+        fn = functools.partial(compute, self.f, m, options)
+        try:
+            self.lowered[m.value] = lower(fn, *self.args)
+        except Exception as e:  # any failure of one method: the next is tried
+            return Estimate(np.inf, np.inf, np.inf, f"error: {_describe(e)}")
+        return estimate_lowered(self.lowered[m.value], m.value)
+
+    def fit(self, m: NtkMethod):
+        return fit_kernel(self.f, m, self.options, self.args, self.lowered[m.value])
+
+
 def _describe(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:200] if text else ''}"
+    """The error's type and first line, and its last line where it has several (a runtime error
+    that wraps a traceback names the cause last)."""
+    lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+    text = lines[0][:200] if lines else ""
+    if len(lines) > 1:
+        text += f" ... {lines[-1][:200]}"
+    return f"{type(e).__name__}: {text}"
 
 
 def _sizes(f, x1, x2, params, out1, batching: Batching):

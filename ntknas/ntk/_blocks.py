@@ -6,6 +6,10 @@ Doing all at once (``vmap`` over ``eye(size)``) holds ``size`` copies of every i
 for ViT-S/16 at 224 with 1000 logits that is tens of GiB. :func:`basis_map` walks the basis in
 blocks with ``lax.map`` (a scan over ``vmap``-ed blocks), so the peak holds one block; the
 result is the same to float rounding for every block size.
+
+The block size is normally fixed before tracing, from the compiled program's memory analysis
+(:mod:`._compiled`); :class:`Blocking`'s estimate of bytes per vector serves where XLA gives
+none, and where a fixed method is traced inside the caller's ``jit``.
 """
 
 from __future__ import annotations

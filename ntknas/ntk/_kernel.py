@@ -155,8 +155,11 @@ def output_shapes(f, x1, x2, params):
     return out1, out2
 
 
-# Private switch (tests only, flipped by ntknas.ntk._switches.switched): methods that raise.
+# Private switches (tests only, flipped by ntknas.ntk._switches.switched): methods that raise
+# when traced, and methods whose compiled kernel raises when it runs (as an out-of-memory error
+# at execution would: lowering, compiling and memory analysis all succeed).
 FAILING: frozenset = frozenset()
+FAILING_AT_RUN: frozenset = frozenset()
 
 
 def compute(f, method: NtkMethod, options: Options, x1, x2, params):
@@ -172,9 +175,26 @@ def compute(f, method: NtkMethod, options: Options, x1, x2, params):
     with matmul_precision(options.precision):
         args = promote_half((x1, x2, params))
         if options.param_blocks is None:
-            return _compute(f, method, options, *args)
-        one = functools.partial(_compute, method=method)
-        return _param_blocks.block_kernels(one, f, options, *args)
+            kernels = _compute(f, method, options, *args)
+        else:
+            one = functools.partial(_compute, method=method)
+            kernels = _param_blocks.block_kernels(one, f, options, *args)
+    if method.value in FAILING_AT_RUN:
+        kernels = jax.tree.map(functools.partial(_fails_when_run, method.value), kernels)
+    return kernels
+
+
+def _fails_when_run(method: str, kernel):
+    """``kernel`` passed through a host callback that raises when the compiled program runs."""
+
+    def fail(_):
+        raise RuntimeError(
+            f"RESOURCE_EXHAUSTED: {method} is switched off at run time "
+            "(a test of auto's run-time fallback)"
+        )
+
+    out = jax.ShapeDtypeStruct(kernel.shape, kernel.dtype)
+    return jax.pure_callback(fail, out, kernel, vmap_method="sequential")
 
 
 def _compute(f, method: NtkMethod, options: Options, x1, x2, params):

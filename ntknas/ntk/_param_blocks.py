@@ -27,8 +27,11 @@ def normalize(param_blocks) -> Any:
     """
     if param_blocks is None or callable(param_blocks):
         return param_blocks
-    if isinstance(param_blocks, Mapping) and param_blocks:
-        items = tuple(param_blocks.items())
+    normalized = isinstance(param_blocks, tuple) and all(
+        isinstance(item, tuple) and len(item) == 2 for item in param_blocks
+    )  # already normalized (Options copied with dataclasses.replace normalizes again)
+    if (isinstance(param_blocks, Mapping) or normalized) and param_blocks:
+        items = tuple(param_blocks.items()) if isinstance(param_blocks, Mapping) else param_blocks
         for name, predicate in items:
             if not isinstance(name, str) or not callable(predicate):
                 raise ValueError(

@@ -14,7 +14,11 @@ from .structured import _interpreter
 
 @contextlib.contextmanager
 def switched(
-    *, rules: bool = True, auto_cache_size: int | None = None, failing: tuple[str, ...] = ()
+    *,
+    rules: bool = True,
+    auto_cache_size: int | None = None,
+    failing: tuple[str, ...] = (),
+    failing_at_run: tuple[str, ...] = (),
 ) -> Iterator[_auto.AutoChooser]:
     """Within the block, run the engine with some switches flipped.
 
@@ -23,17 +27,20 @@ def switched(
         no parameter views.
       auto_cache_size: if set, the automatic choice starts from an empty cache of this size.
       failing: methods (values of NtkMethod) that raise RuntimeError when traced.
+      failing_at_run: methods whose compiled kernel raises when it runs (a host callback that
+        raises, surfacing as JAX's runtime error), as an out-of-memory error at execution would.
 
     Yields:
       The :class:`AutoChooser` in use within the block.
     """
-    old_rules, old_chooser, old_failing = _interpreter.USE_RULES, _auto.CHOOSER, _kernel.FAILING
+    old_rules, old_chooser = _interpreter.USE_RULES, _auto.CHOOSER
+    old_failing = _kernel.FAILING, _kernel.FAILING_AT_RUN
     _interpreter.USE_RULES = rules
-    _kernel.FAILING = frozenset(failing)
+    _kernel.FAILING, _kernel.FAILING_AT_RUN = frozenset(failing), frozenset(failing_at_run)
     if auto_cache_size is not None:
         _auto.CHOOSER = _auto.AutoChooser(max_size=auto_cache_size)
     try:
         yield _auto.CHOOSER
     finally:
         _interpreter.USE_RULES, _auto.CHOOSER = old_rules, old_chooser
-        _kernel.FAILING = old_failing
+        _kernel.FAILING, _kernel.FAILING_AT_RUN = old_failing

@@ -79,3 +79,36 @@ def test_any_exception_falls_back_to_the_next_method(fcn):
 def test_memory_budget_must_be_positive():
     with pytest.raises(ValueError, match="memory_budget"):
         ntk.ntk_fn(lambda p, x: x @ p, memory_budget=0)
+
+
+def test_a_kernel_that_fails_when_it_runs_falls_back_to_the_next_method(fcn):
+    # The chosen method's executable compiles and fits, then raises as it runs (as XLA's
+    # RESOURCE_EXHAUSTED at execution would): the kernel comes from the next method, and explain
+    # says why the first was skipped.
+    with switched(auto_cache_size=8):
+        first = ntk.explain(fcn.f, fcn.x1, fcn.x2, fcn.params).method
+    want = zoo.reference_kernel(fcn.f, fcn.params, fcn.x1, fcn.x2)
+    with switched(auto_cache_size=8, failing_at_run=(first,)):
+        kernel_fn = ntk.ntk_fn(fcn.f)
+        got = kernel_fn(fcn.x1, fcn.x2, fcn.params)
+        e = ntk.explain(fcn.f, fcn.x1, fcn.x2, fcn.params)
+        again = kernel_fn(fcn.x1, fcn.x2, fcn.params)  # the replacement executable, no retry
+        with pytest.raises(RuntimeError, match="RESOURCE_EXHAUSTED"):
+            ntk.ntk_fn(fcn.f, method=first)(fcn.x1, fcn.x2, fcn.params)  # no fallback asked for
+    assert e.method != first, str(e)
+    assert e.skipped[first].startswith("running failed: "), str(e)
+    assert "RESOURCE_EXHAUSTED" in e.skipped[first]
+    assert "running failed" in str(e)
+    assert_close(got, want, np.float64)
+    assert_close(again, want, np.float64)
+
+
+def test_every_method_failing_when_it_runs_is_a_value_error_naming_each(fcn):
+    with (
+        switched(auto_cache_size=8, failing_at_run=tuple(METHODS)),
+        pytest.raises(ValueError, match="no NTK method fits") as raised,
+    ):
+        ntk.ntk_fn(fcn.f)(fcn.x1, fcn.x2, fcn.params)
+    costed = [m for m in METHODS if f"{m}: running failed" in str(raised.value)]
+    assert len(costed) >= 2, str(raised.value)  # every method auto could cost was run and failed
+    assert isinstance(raised.value.__cause__, RuntimeError)
