@@ -50,7 +50,7 @@ def _reference(space, config, *, batch, seed, input_shape, num_classes, train, d
     ],
 )
 def test_score_matches_explicit_jacobian_reference(
-    space_name, config, input_shape, bn, batch, method
+    space_name, config, input_shape, bn, batch, method, small_mlp
 ):
     space = get_space(space_name)
     got = scoring.score(
