@@ -1,6 +1,6 @@
 """Search spaces cut down for tests of what is around them (their code is the real one)."""
 
-from search_spaces import mlp
+from search_spaces import mlp, nb201
 
 
 def shrink_mlp(mp) -> None:
@@ -12,3 +12,10 @@ def shrink_mlp(mp) -> None:
     """
     mp.setattr(mlp, "WIDTHS", (64, 128))
     mp.setattr(mlp, "MAX_DEPTH", 3)
+
+
+def shrink_nb201(mp) -> None:
+    """NAS-Bench-201's network cut to one cell a stage of 4, 8 and 16 channels, with ``mp``
+    (compiling its cells dominates the tests that score a few)."""
+    mp.setattr(nb201, "STAGE_CHANNELS", (4, 8, 16))
+    mp.setattr(nb201, "CELLS_PER_STAGE", 1)
