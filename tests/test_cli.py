@@ -59,6 +59,7 @@ def study_db(tmp_path_factory):
     return url
 
 
+@pytest.mark.xdist_group("cli_study")  # one worker makes study_db once
 def test_search_in_process_prints_leaderboard_and_resumes(study_db, capsys, small_mlp):
     code = cli.main(["search", "--space", "mlp", "--trials", "2", "--storage", study_db, *TINY])
     out = capsys.readouterr().out
@@ -68,6 +69,7 @@ def test_search_in_process_prints_leaderboard_and_resumes(study_db, capsys, smal
     assert "budget: at most 20k params (user)" in out
 
 
+@pytest.mark.xdist_group("cli_study")  # one worker makes study_db once
 @pytest.mark.parametrize("fmt", ["table", "csv", "json"])
 def test_leaderboard_in_process(study_db, capsys, fmt):
     code = cli.main(["leaderboard", "--storage", study_db, "--format", fmt, "--top", "2"])
@@ -178,6 +180,7 @@ def test_cli_uses_public_names_only():
     assert not private, private
 
 
+@pytest.mark.xdist_group("cli_study")  # one worker makes study_db once
 def test_bad_study_name_lists_the_studies(study_db, capsys):
     assert cli.main(["leaderboard", "--storage", study_db, "--study", "nope"]) == 2
     assert f"mlp-{DEFAULT_OBJECTIVE}" in _one_line_error(capsys.readouterr().err)
