@@ -32,7 +32,8 @@ def test_dss_equals_the_hand_computation():
     params = _random_params(module, 1)
     positive = jax.tree.map(jnp.abs, params)
     ones = jnp.ones((1, 8, 8, 3), jnp.float64)
-    grads = _by_path(jax.grad(lambda p: module.apply({"params": p}, ones).sum())(positive))
+    grad = jax.jit(jax.grad(lambda p: module.apply({"params": p}, ones).sum()))  # one compile
+    grads = _by_path(grad(positive))
     weights = _by_path(positive)
     want = 0.0
     for i in range(2):
