@@ -11,9 +11,18 @@ if os.environ.get("NTKNAS_TEST_XLA_OPT") != "1" and _FAST_COMPILE not in _flags:
     os.environ["XLA_FLAGS"] = f"{_flags} {_FAST_COMPILE}".strip()
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
 
 # Tests never write to the user's compilation cache; the cache's own tests set a temporary one.
 os.environ.setdefault("NTKNAS_COMPILE_CACHE", "0")
 
 # Float64 references need x64; float32 tests create float32 arrays explicitly.
 jax.config.update("jax_enable_x64", True)
+
+
+@pytest.fixture
+def small_mlp(monkeypatch):
+    """mlp's space cut down (tests/_small.py)."""
+    from ._small import shrink_mlp
+
+    shrink_mlp(monkeypatch)

@@ -12,18 +12,26 @@ import pytest
 import cli
 from search_spaces import get_space
 
+from ._small import shrink_mlp
+
 DEFAULT_OBJECTIVE = get_space("mlp").default_objective
 
 ROOT = Path(__file__).resolve().parents[1]
 # Small settings: a 2x2x3 input, batch 2, and a parameter cap so big MLPs are skipped unscored.
 TINY = ["--batch", "2", "--input-size", "2", "--max-params", "20000", "--sampler", "random"]
 MLP = json.dumps({"depth": 2, "width": 64, "activation": "tanh"})
+SMALL_MLP = "import pytest\nfrom tests._small import shrink_mlp\nshrink_mlp(pytest.MonkeyPatch())\n"
 
 
-def _run(*argv, cwd=None):
+def _run(*argv, cwd=None, small_mlp=False):
+    """``python -m cli ARGV``; with ``small_mlp``, ``cli.main(ARGV)`` after cutting mlp's space
+    down (tests/_small.py: the own path draws the space's largest network)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    entry = ["-m", "cli"]
+    if small_mlp:
+        entry = ["-c", f"{SMALL_MLP}import sys, cli\nsys.exit(cli.main(sys.argv[1:]))"]
     return subprocess.run(
-        [sys.executable, "-m", "cli", *argv],
+        [sys.executable, *entry, *argv],
         cwd=cwd or ROOT,
         env=env,
         capture_output=True,
@@ -44,12 +52,15 @@ def study_db(tmp_path_factory):
     """A study of 3 trials made in-process: ``ntknas search`` ending with its leaderboard."""
     path = tmp_path_factory.mktemp("cli") / "s.db"
     url = f"sqlite:///{path}"
-    code = cli.main(["search", "--space", "mlp", "--trials", "3", "--storage", url, *TINY])
+    with pytest.MonkeyPatch.context() as mp:
+        shrink_mlp(mp)  # the resuming search below cuts it down alike
+        code = cli.main(["search", "--space", "mlp", "--trials", "3", "--storage", url, *TINY])
     assert code == 0
     return url
 
 
-def test_search_in_process_prints_leaderboard_and_resumes(study_db, capsys):
+@pytest.mark.xdist_group("cli_study")  # one worker makes study_db once
+def test_search_in_process_prints_leaderboard_and_resumes(study_db, capsys, small_mlp):
     code = cli.main(["search", "--space", "mlp", "--trials", "2", "--storage", study_db, *TINY])
     out = capsys.readouterr().out
     assert code == 0
@@ -58,6 +69,7 @@ def test_search_in_process_prints_leaderboard_and_resumes(study_db, capsys):
     assert "budget: at most 20k params (user)" in out
 
 
+@pytest.mark.xdist_group("cli_study")  # one worker makes study_db once
 @pytest.mark.parametrize("fmt", ["table", "csv", "json"])
 def test_leaderboard_in_process(study_db, capsys, fmt):
     code = cli.main(["leaderboard", "--storage", study_db, "--format", fmt, "--top", "2"])
@@ -76,7 +88,7 @@ def test_leaderboard_in_process(study_db, capsys, fmt):
         assert "ntk_cond" not in out and "budget: at most 20k params (user)" in out
 
 
-def test_score_in_process_config_and_configs_file(tmp_path, capsys):
+def test_score_in_process_config_and_configs_file(tmp_path, capsys, small_mlp):
     configs = tmp_path / "c.jsonl"
     configs.write_text(MLP + "\n\n" + json.dumps({"depth": 1, "width": 64, "activation": "relu"}))
     out = tmp_path / "scores.csv"
@@ -168,6 +180,7 @@ def test_cli_uses_public_names_only():
     assert not private, private
 
 
+@pytest.mark.xdist_group("cli_study")  # one worker makes study_db once
 def test_bad_study_name_lists_the_studies(study_db, capsys):
     assert cli.main(["leaderboard", "--storage", study_db, "--study", "nope"]) == 2
     assert f"mlp-{DEFAULT_OBJECTIVE}" in _one_line_error(capsys.readouterr().err)
@@ -184,7 +197,9 @@ def test_bench_command_is_registered():
 
 
 def test_subprocess_search_leaderboard_spaces(tmp_path):
-    r = _run("search", "--space", "mlp", "--trials", "2", "--no-progress", *TINY, cwd=tmp_path)
+    # the search's own scoring is checked above: mlp cut down; the others run `python -m cli`
+    search = ["search", "--space", "mlp", "--trials", "2", "--no-progress", *TINY]
+    r = _run(*search, cwd=tmp_path, small_mlp=True)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "ntknas.db").exists()  # the default storage, in the working directory
     assert f"mlp-{DEFAULT_OBJECTIVE}" in r.stdout
@@ -197,10 +212,10 @@ def test_subprocess_search_leaderboard_spaces(tmp_path):
     assert r.returncode == 2 and "unknown search space" in _one_line_error(r.stderr)
 
 
-def test_scores_are_deterministic_across_processes():
+def test_scores_are_deterministic_across_processes(small_mlp):
     argv = ["score", "--space", "mlp", "--config", MLP, "--format", "json", "--batch", "3"]
     argv += ["--input-size", "4", "--seed", "7", "--data", "digits"]
-    a, b = _run(*argv), _run(*argv)
+    a, b = _run(*argv, small_mlp=True), _run(*argv, small_mlp=True)
     assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
     ra, rb = json.loads(a.stdout)[0], json.loads(b.stdout)[0]
     for key in ("ntk_cond", "ntk_trace", "pntk_sum_cond", "pntk_logit_trace", "params", "flops"):

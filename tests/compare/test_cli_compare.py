@@ -8,7 +8,7 @@ import pytest
 
 from cli import main
 from ntknas.proxies import naswot, normalized_proxies
-from search_spaces import nb201
+from search_spaces import mlp, nb201
 
 
 def _run_compare(tmp_path, space, rows, key, extra=()):
@@ -34,11 +34,15 @@ def _check_outputs(out, n):
     return scores, corr
 
 
-def test_compare_mlp_end_to_end(tmp_path, capsys):
+def test_compare_mlp_end_to_end(tmp_path, capsys, monkeypatch):
+    # the space shrunk to 2 layers of 4-16 units (its code is the real one): the own path draws
+    # the space's largest network to select each config's initial values
+    monkeypatch.setattr(mlp, "WIDTHS", (4, 8, 16))
+    monkeypatch.setattr(mlp, "MAX_DEPTH", 2)
     rows = [
-        {"config": json.dumps({"depth": d, "width": w, "activation": "relu"}), "acc": d + w / 256}
+        {"config": json.dumps({"depth": d, "width": w, "activation": "relu"}), "acc": d + w / 16}
         for d in (1, 2)
-        for w in (64, 128, 256)
+        for w in (4, 8, 16)
     ]
     out = _run_compare(tmp_path, "mlp", rows, "config", ["--input-size", "4", "--batch", "3"])
     scores, corr = _check_outputs(out, 6)

@@ -2,11 +2,21 @@
 
 import math
 
+import pytest
+
 from ntknas.compare import ProxyScorer, score_all
 from ntknas.scoring import ScoreOptions, Scorer
-from search_spaces import get_space
+from search_spaces import get_space, mlp
 
-CONFIG = {"depth": 2, "width": 64, "activation": "relu"}
+CONFIG = {"depth": 2, "width": 8, "activation": "relu"}
+
+
+@pytest.fixture(autouse=True)
+def small_mlp(monkeypatch):
+    """The space shrunk to 2 layers of 4 or 8 units (its code is the real one): each config's
+    own path draws the space's largest network for its initial values."""
+    monkeypatch.setattr(mlp, "WIDTHS", (4, 8))
+    monkeypatch.setattr(mlp, "MAX_DEPTH", 2)
 
 
 def _options(data, bn="eval"):

@@ -18,14 +18,16 @@ METHODS = ["jacobian_contraction", "ntk_vector_products", "structured_derivative
 CASES = {c.name: c for c in zoo.all_cases(np.float64)}
 
 
-def reference_blocks(f, params, x1, x2, name_of):
-    """{block: Σ over the block's leaves of J_leaf(x1) J_leaf(x2)ᵀ}, whole-batch jacrev, numpy."""
+def reference_blocks(f, params, x1, x2, name_of, jit=False):
+    """{block: Σ over the block's leaves of J_leaf(x1) J_leaf(x2)ᵀ}, whole-batch jacrev, numpy;
+    ``jit``: each Jacobian one compiled program (the ViTs: eager, each of their ops compiles)."""
     to64 = lambda t: jax.tree.map(lambda a: np.asarray(a, np.float64), t)  # noqa: E731
     params, x1 = to64(params), to64(x1)
     x2 = x1 if x2 is None else to64(x2)
     o1, o2 = f(params, x1), f(params, x2)
-    j1 = jax.tree.leaves(jax.jacrev(lambda p: f(p, x1))(params))
-    j2 = jax.tree.leaves(jax.jacrev(lambda p: f(p, x2))(params))
+    jac = (lambda g: jax.jit(jax.jacrev(g))) if jit else jax.jacrev
+    j1 = jax.tree.leaves(jac(lambda p: f(p, x1))(params))
+    j2 = jax.tree.leaves(jac(lambda p: f(p, x2))(params))
     paths = [ntk.path_keys(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
     out = {}
     for path, a, b in zip(paths, j1, j2, strict=True):
@@ -49,17 +51,18 @@ CASE_BLOCKS = [
 ]
 
 
-def _check(c, method, rule, name_of=None):
+def _check(c, method, rule, name_of=None, jit=False):
     kernel_fn = ntk.ntk_fn(c.f, method=method, vmap_axes=c.vmap_axes, param_blocks=rule)
     got = kernel_fn(c.x1, c.x2, c.params)
     if name_of is None:
         name_of = rule if callable(rule) else lambda p: next(n for n, q in rule.items() if q(p))
-    want = reference_blocks(c.f, c.params, c.x1, c.x2, name_of)
+    want = reference_blocks(c.f, c.params, c.x1, c.x2, name_of, jit)
     assert sorted(got) == sorted(want) and len(want) > 1
     for name in want:
         assert_close(got[name], want[name], np.float64)
-    full = zoo.reference_kernel(c.f, c.params, c.x1, c.x2)
+    full = zoo.reference_kernel(c.f, c.params, c.x1, c.x2, jit=jit)
     assert_close(sum(got.values()), full, np.float64)
+    return got
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -88,8 +91,7 @@ def test_vit_blocks(method):
         tree, [0.3 * jax.random.normal(k, a.shape, jnp.float64) for k, a in zip(keys, leaves)]
     )
     c = zoo.Case("vit", lambda p, x: module.apply({"params": p}, x), params, _images(3, 3), None)
-    _check(c, method, vit_block)
-    got = ntk.ntk_fn(c.f, method=method, param_blocks=vit_block)(c.x1, None, params)
+    got = _check(c, method, vit_block, jit=True)  # ntk_fn(f, method, param_blocks=vit_block)
     assert sorted(got) == ["attention", "embedding", "head", "mlp", "norm"]
 
 
@@ -121,7 +123,7 @@ def test_masked_vit_graph_blocks():
         (_images(6, 3), arch),
         vmap_axes=((0, None), 0),
     )
-    _check(c, "structured_derivatives", vit_block)
+    _check(c, "structured_derivatives", vit_block, jit=True)
 
 
 def test_bad_groupings_name_the_problem():

@@ -238,17 +238,19 @@ def all_cases(dtype) -> list[Case]:
 # --- the float64 reference ---------------------------------------------------------------------
 
 
-def reference_kernel(f, params, x1, x2, trace_axes=(), diagonal_axes=()):
+def reference_kernel(f, params, x1, x2, trace_axes=(), diagonal_axes=(), jit=False):
     """Θ from explicit whole-batch Jacobians in float64 numpy, reduced by hand.
 
-    Does not assume examples are independent: differentiates f on the whole batch.
+    Does not assume examples are independent: differentiates f on the whole batch. ``jit``
+    compiles each Jacobian as one program (for networks of many ops: eager, each op compiles).
     """
     to64 = lambda t: jax.tree.map(lambda a: np.asarray(a, np.float64), t)  # noqa: E731
     params, x1 = to64(params), to64(x1)
     x2 = x1 if x2 is None else to64(x2)
     with jax.enable_x64(True) if hasattr(jax, "enable_x64") else _x64():
-        j1 = jax.jacrev(lambda p: f(p, x1))(params)
-        j2 = jax.jacrev(lambda p: f(p, x2))(params)
+        jac = (lambda g: jax.jit(jax.jacrev(g))) if jit else jax.jacrev
+        j1 = jac(lambda p: f(p, x1))(params)
+        j2 = jac(lambda p: f(p, x2))(params)
         o1, o2 = f(params, x1), f(params, x2)
     out = []
     for leaf1, leaf2, jl1, jl2 in zip(

@@ -32,7 +32,8 @@ def test_dss_equals_the_hand_computation():
     params = _random_params(module, 1)
     positive = jax.tree.map(jnp.abs, params)
     ones = jnp.ones((1, 8, 8, 3), jnp.float64)
-    grads = _by_path(jax.grad(lambda p: module.apply({"params": p}, ones).sum())(positive))
+    grad = jax.jit(jax.grad(lambda p: module.apply({"params": p}, ones).sum()))  # one compile
+    grads = _by_path(grad(positive))
     weights = _by_path(positive)
     want = 0.0
     for i in range(2):
@@ -53,11 +54,24 @@ def test_dss_equals_the_hand_computation():
     assert not np.isclose(fn(jax.tree.map(lambda a: 2 * a, params), {}), got, rtol=1e-3)
 
 
-def test_dss_on_the_masked_graph_equals_the_own_network():
-    from search_spaces import get_space
+@pytest.mark.parametrize("real", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_dss_on_the_masked_graph_equals_the_own_network(real, monkeypatch):
+    from search_spaces import get_space, vit
+    from search_spaces._autoformer_layers import VARIANTS, Variant
 
-    space, shape = get_space("vit-tiny"), (16, 16, 3)
-    config = {"embed_dim": 216, "depth": 12, "heads": [3, 4] * 6, "mlp_ratio": [3.5, 4.0] * 6}
+    space = get_space("vit-tiny")
+    if real:
+        shape = (16, 16, 3)
+        config = {"embed_dim": 216, "depth": 12, "heads": [3, 4] * 6, "mlp_ratio": [3.5, 4.0] * 6}
+    else:  # its choices and head width cut down (as in tests/search_spaces/test_shared_vit.py:
+        # the graph and build read the same tables) on a 2x3 patch grid; a middle config, with
+        # mixed heads and MLP ratios, depth 2 of 3
+        shape = (2, 3, 2)
+        choices = vit._Choices((4, 8), (1, 2, 3), (1, 2), (1.0, 2.0))
+        monkeypatch.setattr(type(space), "choices", choices)
+        head = Variant(head_dim=4, max_relative_position=14, ln_epsilon=1e-5)
+        monkeypatch.setitem(VARIANTS, "autoformer", head)
+        config = {"embed_dim": 8, "depth": 2, "heads": [2, 1], "mlp_ratio": [1.0, 2.0]}
     graph = space.shared_graph(10, shape)
     variables = graph.init_own(jax.random.PRNGKey(0), jnp.ones((1, *shape)), config)
     variables = jax.tree.map(lambda a: np.asarray(a, np.float64), variables)

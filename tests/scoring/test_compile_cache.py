@@ -9,6 +9,11 @@ import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+# Every script first cuts mlp's space down (tests/_small.py): the own path draws its largest
+# network.
+_SMALL_MLP = (
+    "import pytest\nfrom tests._small import shrink_mlp\nshrink_mlp(pytest.MonkeyPatch())\n"
+)
 _SCRIPT = """
 import json
 from ntknas import scoring
@@ -24,7 +29,11 @@ def _run(cache: str, script: str = _SCRIPT) -> tuple[dict, str]:
     env = {**os.environ, "NTKNAS_COMPILE_CACHE": cache, "JAX_PLATFORMS": "cpu"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     out = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-c", _SMALL_MLP + script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1]), out.stderr

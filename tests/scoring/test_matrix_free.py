@@ -7,6 +7,11 @@ import pytest
 
 from ntknas import scoring
 
+from .._small import shrink_mlp
+
+# Both tests read one module-scoped pair of scores: one xdist worker runs them, so it is made once.
+pytestmark = pytest.mark.xdist_group("scoring_matrix_free")
+
 _CONFIG = {"depth": 2, "width": 64, "activation": "tanh"}
 # 2 examples x 6 logits = 12 rows: Lanczos' 128 steps span the space, so the spectrum is exact
 _SMALL = dict(batch=2, input_shape=(4, 4, 3), num_classes=6, data="digits", seed=1)
@@ -14,8 +19,10 @@ _SMALL = dict(batch=2, input_shape=(4, 4, 3), num_classes=6, data="digits", seed
 
 @pytest.fixture(scope="module")
 def both():
-    exact = scoring.score("mlp", _CONFIG, **_SMALL)
-    free = scoring.score("mlp", _CONFIG, matrix_free_above=8, **_SMALL)
+    with pytest.MonkeyPatch.context() as mp:
+        shrink_mlp(mp)
+        exact = scoring.score("mlp", _CONFIG, **_SMALL)
+        free = scoring.score("mlp", _CONFIG, matrix_free_above=8, **_SMALL)
     return exact, free
 
 

@@ -13,6 +13,10 @@ from search_spaces import get_space, mlp, resnet
 
 from ..search._toys import Tiny
 
+# The module's tests share their compiled graphs and networks (module-scoped scorers): one xdist
+# worker runs them all, in order.
+pytestmark = pytest.mark.xdist_group("paths")
+
 # The spaces shrunk (as in tests/search_spaces/test_shared_masked.py): a shared graph is its
 # space's largest network, and these tests check the scorer's plumbing around it.
 _SHRUNK = {
@@ -20,6 +24,16 @@ _SHRUNK = {
     resnet: {"WIDTHS": (1, 2), "MAX_BLOCKS_PER_STAGE": 2},
 }
 _SMALL = dict(batch=2, input_shape=(8, 8, 3), num_classes=2, float64=True, data="digits", seed=3)
+# The method per space: resnet's graph pins Jacobian contraction, as "auto" lowers, costs and
+# compiles every method on both paths (a minute of the test's time); auto's choice is checked in
+# tests/ntk, and the methods' agreement on the graphs in tests/search_spaces. mlp keeps "auto".
+_METHOD = {"mlp": "auto", "resnet": "jacobian_contraction"}
+
+
+def _options(space_name, bn, **changes):
+    return scoring.ScoreOptions(bn=bn, method=_METHOD[space_name], **_SMALL | changes)
+
+
 _CASES = [
     ("mlp", {"depth": 2, "width": 3, "activation": "tanh"}, "eval"),
     ("resnet", {"block": "basic", "depths": [1, 2, 1], "width": 1}, "train"),
@@ -43,6 +57,16 @@ def shared_scorer():
         yield scoring.Scorer(shared_graphs=True)
 
 
+@pytest.fixture(scope="module")
+def own_scorer(shared_scorer):
+    """One own-path scorer for the module, under the same patches (each own network compiles
+    once per setting: the kernel test and the score test share it), holding the shared scorer's
+    graphs (the own variables are drawn by the graph's initializer, compiled once)."""
+    scorer = scoring.Scorer()
+    scorer._graphs = shared_scorer._graphs
+    return scorer
+
+
 def _kernel(scorer, route, variables, options):
     inputs = scorer._inputs(options, route.input_shape)
     return scorer._evaluate(route, variables, inputs, options)[2]
@@ -50,20 +74,18 @@ def _kernel(scorer, route, variables, options):
 
 @pytest.mark.parametrize("space_name, config, bn", _CASES)
 def test_shared_kernel_equals_own_kernel_for_the_same_parameters(
-    shared_scorer, space_name, config, bn
+    shared_scorer, own_scorer, space_name, config, bn
 ):
     space = get_space(space_name)
-    options = scoring.ScoreOptions(bn=bn, **_SMALL)
+    options = _options(space_name, bn)
     config = space.validate(config)
-    own = shared_scorer._route(space, config, options, "own")
+    own = own_scorer._route(space, config, options, "own")
     shared = shared_scorer._route(space, config, options, "shared")
     assert (own.path, shared.path) == ("own", "shared")
-    own_variables = shared_scorer._initial(
-        own, options, shared_scorer._inputs(options, own.input_shape)
-    )
+    own_variables = own_scorer._initial(own, options, own_scorer._inputs(options, own.input_shape))
     graph = shared.forward.shared
     placed = jax.tree.map(lambda a: a.astype(np.float64), graph.embed(own_variables, config))
-    k_own = _kernel(shared_scorer, own, own_variables, options)
+    k_own = _kernel(own_scorer, own, own_variables, options)
     k_shared = _kernel(shared_scorer, shared, placed, options)
     assert k_own.dtype == k_shared.dtype == np.float64
     scale = np.abs(k_own).max()
@@ -77,13 +99,15 @@ def test_shared_kernel_equals_own_kernel_for_the_same_parameters(
 
 
 @pytest.mark.parametrize("space_name, config, bn", _CASES[:2])
-def test_both_paths_score_the_same_for_a_seed(shared_scorer, space_name, config, bn, monkeypatch):
+def test_both_paths_score_the_same_for_a_seed(
+    shared_scorer, own_scorer, space_name, config, bn, monkeypatch
+):
     """One initializer for both paths: the same parameters, so the same proxies, params, FLOPs."""
     monkeypatch.setattr(shared_scorer, "shared_flops_max", math.inf)  # the rule picks shared
     space = get_space(space_name)
-    options = scoring.ScoreOptions(bn=bn, **_SMALL)
+    options = _options(space_name, bn)
     got = shared_scorer.score(space, config, options)
-    ref = scoring.Scorer().score(space, config, options)
+    ref = own_scorer.score(space, config, options)
     assert (got.path, ref.path) == ("shared", "own")
     assert got.params == ref.params and got.flops == ref.flops
     assert got.ntk_flops > ref.ntk_flops  # the largest network's kernel is computed
@@ -98,7 +122,7 @@ def test_shared_path_draws_deterministically_per_seed(
 ):
     monkeypatch.setattr(shared_scorer, "shared_flops_max", math.inf)
     space = get_space(space_name)
-    options = scoring.ScoreOptions(bn=bn, **_SMALL)
+    options = _options(space_name, bn)
     got = shared_scorer.score(space, config, options)
     assert got.path == "shared"
     assert got.as_dict()["path"] == "shared"
@@ -107,9 +131,7 @@ def test_shared_path_draws_deterministically_per_seed(
     again = shared_scorer.score(space, config, options)
     assert again.compile_seconds == 0.0
     assert dict(again.kernel_proxies) == dict(got.kernel_proxies)
-    other_seed = shared_scorer.score(
-        space, config, scoring.ScoreOptions(bn=bn, **_SMALL | {"seed": 4})
-    )
+    other_seed = shared_scorer.score(space, config, _options(space_name, bn, seed=4))
     assert other_seed["ntk_cond"] != got["ntk_cond"]
 
 

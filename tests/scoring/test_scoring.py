@@ -10,6 +10,7 @@ import pytest
 from ntknas import data, scoring
 from search_spaces import get_space
 
+from .._small import shrink_nb201
 from ..search._toys import Tiny
 
 
@@ -50,8 +51,9 @@ def _reference(space, config, *, batch, seed, input_shape, num_classes, train, d
     ],
 )
 def test_score_matches_explicit_jacobian_reference(
-    space_name, config, input_shape, bn, batch, method
+    space_name, config, input_shape, bn, batch, method, small_mlp, monkeypatch
 ):
+    shrink_nb201(monkeypatch)
     space = get_space(space_name)
     got = scoring.score(
         space_name,
@@ -166,7 +168,7 @@ def test_score_record_and_its_stored_dict():
         compiled.kernel = None
 
 
-def test_one_batch_norm_default_everywhere():
+def test_one_batch_norm_default_everywhere(monkeypatch):
     """Batch statistics (the NB201 study's setting) unless told otherwise, in Python as on the
     command line; on a BatchNorm network the two modes give other kernels."""
     import cli
@@ -176,6 +178,7 @@ def test_one_batch_norm_default_everywhere():
         extra = ["--config", "{}"] if command == "score" else []
         args = cli.build_parser().parse_args([command, "--space", "nb201", *extra])
         assert args.bn == "train", command
+    shrink_nb201(monkeypatch)  # one cell a stage: the modes' kernels differ all the same
     cell, small = {"cell": "200000"}, dict(batch=2, input_shape=(8, 8, 3), num_classes=2)
     default = scoring.score("nb201", cell, **small)
     assert default.bn == "train"

@@ -18,6 +18,10 @@ from search_spaces import get_space, mixer, mlp, resnet
 
 from ._shared import assert_graph_gives_own_kernel, assert_init_own_in_place, own_variables
 
+# The cases share each graph and its compiled kernels (_GRAPHS, _shared.ntk_of): one xdist worker
+# runs them all, so each compiles once.
+pytestmark = pytest.mark.xdist_group("shared_masked")
+
 RNG = np.random.default_rng(5)
 N, CLASSES = 3, 2
 

@@ -28,6 +28,10 @@ from ._shared import (
     own_variables,
 )
 
+# The cases share each graph and its compiled kernels (_GRAPHS, _shared.ntk_of): one xdist worker
+# runs them all, so each compiles once.
+pytestmark = pytest.mark.xdist_group("shared_vit")
+
 RNG = np.random.default_rng(11)
 N, CLASSES = 2, 2
 SHAPE = (2, 3, 2)  # default patch 1: a 2x3 grid, 7 tokens

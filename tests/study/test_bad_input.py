@@ -14,6 +14,9 @@ import ntknas
 from search_spaces import list_spaces
 from tests.search._toys import Tiny
 
+# The cases read two module-scoped studies: one xdist worker runs them all, so each is made once.
+pytestmark = pytest.mark.xdist_group("bad_input")
+
 MLP = ["--space", "mlp", "--batch", "2", "--input-size", "2", "--max-params", "20000"]
 QUIET = ["--sampler", "random", "--no-progress", "--trials", "1"]
 
