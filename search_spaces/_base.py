@@ -43,8 +43,9 @@ class SharedGraph:
     gives the config's own variables (its parameter count) and ``embed`` puts own variables back.
 
     Two kinds exist. nb201's graph selects each edge's op by weights, with one conv per edge
-    (``init`` holds every cell's own initial values at once, so ``init_own`` ignores the config). The width/depth spaces'
-    graphs are their largest network with masks (:mod:`search_spaces._masked`): initial values
+    (``init`` holds every cell's own initial values at once, so ``init_own`` ignores the
+    config). The width/depth spaces' graphs are their largest network with masks
+    (:mod:`search_spaces._masked`): initial values
     depend on the candidate's fan-ins, so ``init`` is None and ``init_own`` draws them (compiled
     once per space and input shape).
 
