@@ -354,9 +354,9 @@ class NB201Space(SearchSpace):
     default_input_shape = (32, 32, 3)
     has_batch_norm = True
     size = len(OPS) ** len(EDGES)
-    # A new cell's own network compiles for about as long as the shared graph's kernel of the
-    # largest cell takes to run 10-20 times (experiments/README.md, "nb201's shared graph"), so
-    # only cells under 1/16 of its FLOPs (a conv on at most one edge) are compiled alone.
+    # A new cell's own network compiles for as long as the shared graph's kernel runs 5-10
+    # times (README.md, "Search speed"; experiments/README.md, "nb201's shared graph"), so only
+    # cells under 1/16 of the graph's FLOPs (a conv on at most one edge) are compiled alone.
     shared_flops_max = 16.0
 
     def suggest(self, trial) -> Config:
