@@ -32,6 +32,9 @@ def conv(
     )
 
 
+BN_EPSILON = 1e-5  # PyTorch's BatchNorm default
+
+
 def batch_norm(train: bool, name: str | None = None) -> nn.BatchNorm:
     """BatchNorm with PyTorch's defaults (momentum 0.1, eps 1e-5).
 
@@ -39,7 +42,7 @@ def batch_norm(train: bool, name: str | None = None) -> nn.BatchNorm:
     keeps examples independent; ``train=True`` uses the batch's statistics and updates
     ``batch_stats`` (the caller passes ``mutable=["batch_stats"]``).
     """
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name)
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=BN_EPSILON, name=name)
 
 
 def patchify(x, features: int, patch: int, name: str):

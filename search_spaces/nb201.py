@@ -34,7 +34,7 @@ from ._base import (
     gather_layers,
     register,
 )
-from ._layers import batch_norm, conv, torch_default_init
+from ._layers import BN_EPSILON, batch_norm, conv, torch_default_init
 
 OPS = ("skip_connect", "none", "nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3")
 _ABBREV = ("skip", "none", "c3", "c1", "avg")
@@ -124,7 +124,6 @@ class Cell(nn.Module):
 
 
 CONV_OPS = ("nor_conv_3x3", "nor_conv_1x1")
-_EPS = 1e-5  # batch_norm's epsilon
 
 
 class _ConvKernel(nn.Module):
@@ -173,11 +172,11 @@ def _conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
 
 def _batch_norm(y, train: bool, scale, bias, mean, var) -> jax.Array:
-    """``nn.BatchNorm`` (eps 1e-5) of NHWC ``y``, in Flax's order of operations."""
+    """``batch_norm``'s ``nn.BatchNorm`` of NHWC ``y``, in Flax's order of operations."""
     if train:  # batch statistics, Flax's fast variance
         mean = jnp.mean(y, axis=(0, 1, 2))
         var = jnp.maximum(0.0, jnp.mean(y * y, axis=(0, 1, 2)) - mean * mean)
-    return (y - mean) * (jax.lax.rsqrt(var + _EPS) * scale) + bias
+    return (y - mean) * (jax.lax.rsqrt(var + BN_EPSILON) * scale) + bias
 
 
 class SharedCell(nn.Module):
