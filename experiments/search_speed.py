@@ -23,6 +23,7 @@ Run: ``python experiments/search_speed.py --spaces mlp resnet --candidates 6``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -118,8 +119,13 @@ def measure(space_name: str, n: int, args, rate: float) -> dict:
     from search_spaces import get_space
 
     configs = candidates(get_space(space_name), n, args.seed)
-    caches = {run: tempfile.mkdtemp(prefix=f"ntknas-speed-{run}-") for run in RUNS}
-    results = {run: run_process(space_name, configs, args, run, caches[run]) for run in RUNS}
+    with contextlib.ExitStack() as stack:  # the runs' caches are removed afterwards
+        caches = {
+            run: stack.enter_context(tempfile.TemporaryDirectory(prefix=f"ntknas-speed-{run}-"))
+            for run in RUNS
+        }
+        results = {run: run_process(space_name, configs, args, run, caches[run]) for run in RUNS}
+        results["second"] = run_process(space_name, configs, args, "auto", caches["auto"])
     own_flops = [r["ntk_flops"] or 0.0 for r in results["own"]["rows"]]
     shared_rows = results["shared"]["rows"]
     ratios = [s["ntk_flops"] / o for s, o in zip(shared_rows, own_flops, strict=True) if o and s]
@@ -139,7 +145,7 @@ def measure(space_name: str, n: int, args, rate: float) -> dict:
             "min": min(ratios, default=float("nan")),
             "max": max(ratios, default=float("nan")),
         },
-        "second": run_process(space_name, configs, args, "auto", caches["auto"]),
+        "second": results["second"],
     }
 
 
