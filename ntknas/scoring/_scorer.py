@@ -25,6 +25,7 @@ new data draw reruns the compiled code without tracing again. Which path: see :c
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import math
 import time
 from collections.abc import Callable
@@ -95,7 +96,12 @@ class Scorer:
         when the space has one for the scoring setting, the graph holds the config, and the
         graph's forward FLOPs per example are at most ``shared_flops_max`` times the
         config's own (XLA's cost analysis of both forwards, computed once per config and once
-        per graph and setting); else its own network. False always compiles each config's own
+        per graph and setting); else its own network. Where the graph's FLOPs are within the
+        bound of the smallest of the space's ``size_extremes`` (:meth:`shared_for_every_config`),
+        every config it holds takes the graph without its own FLOPs first; they are computed
+        for its record while its kernel runs. (A space whose smallest networks are not among its
+        ``size_extremes`` would send a config under them through the graph: the same scores,
+        more slowly.) False always compiles each config's own
         network. Searches, workers and ``score_many`` from :data:`ntknas.scoring.SHARED_GRAPH_MIN`
         configs on pass True; a single ``score`` compiles its own network (the graph's one
         compilation costs more than one own network's). The rule is deterministic per config
@@ -119,6 +125,8 @@ class Scorer:
         self._shapes: dict = {}
         self._graphs: dict = {}
         self._shared_variables: dict = {}
+        self._all_shared: dict = {}
+        self._sizes: concurrent.futures.ThreadPoolExecutor | None = None
         self.max_models = max_models
         self.shared_graphs = shared_graphs
         self.shared_flops_max = shared_flops_max
@@ -139,16 +147,23 @@ class Scorer:
             return self._results[memo]
         start = time.perf_counter()
         route = self._route(space, config, options, "auto" if self.shared_graphs else "own")
+        sizes = None
+        if route.path == "shared":
+            # The own network's parameter count and FLOPs come from tracing it (shapes only), in
+            # a thread while the draw and the kernel run in XLA: its Python tracing then overlaps
+            # their computation instead of following it.
+            sizes = self._size_thread().submit(self._own_sizes, space, config, options)
         inputs = self._inputs(options, route.input_shape)
         t0 = time.perf_counter()
         # waited for: JAX dispatches asynchronously, and the kernel's seconds must not hold the draw
         variables = jax.block_until_ready(self._initial(route, options, inputs))
-        if route.path == "shared":
-            n_params = self.count_params(space, config, options)
-        else:
-            n_params = _count(variables["params"])
         init_seconds = time.perf_counter() - t0
         compiled, cached, kernel, kernel_seconds = self._evaluate(route, variables, inputs, options)
+        if sizes is None:
+            n_params = _count(variables["params"])
+            flops = self.own_flops(space, config, options)
+        else:
+            n_params, flops = sizes.result()
         if compiled.mvp is None:
             kernel_proxies, spectrum = proxies.kernel_proxies(kernel, n_params), "exact"
         else:  # kernel is the operator; its Lanczos runs are the kernel's seconds
@@ -163,7 +178,7 @@ class Scorer:
             kernel_proxies=kernel_proxies,
             spectrum=spectrum,
             params=n_params,
-            flops=self.own_flops(space, config, options),
+            flops=flops,
             method=compiled.method,
             ntk_flops=compiled.ntk_flops,
             path=route.path,
@@ -181,6 +196,35 @@ class Scorer:
         )
         self._results[memo] = score
         return score
+
+    def _size_thread(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._sizes is None:
+            self._sizes = concurrent.futures.ThreadPoolExecutor(1, "ntknas-own-sizes")
+        return self._sizes
+
+    def _own_sizes(self, space, config: dict, options: ScoreOptions) -> tuple[int, float | None]:
+        """``(parameters, forward FLOPs per example)`` of a config's own network."""
+        return self.count_params(space, config, options), self.own_flops(space, config, options)
+
+    def shared_for_every_config(self, space, options: ScoreOptions) -> bool:
+        """Whether the path rule sends every config the space's graph holds through it, known
+        without tracing each config: the graph's FLOPs are within the bound of the fewest own
+        FLOPs among the space's ``size_extremes`` (its smallest networks; cached per setting)."""
+        num_classes, input_shape = options.resolve_io(space)
+        key = (type(space), space.name, num_classes, input_shape, options.bn, options.float64)
+        if key not in self._all_shared:
+            own, shared = [], None
+            for extreme in space.size_extremes():
+                extreme = space.validate(extreme)
+                shared = self.shared_flops(space, extreme, options)
+                if shared is not None:
+                    own.append(self.own_flops(space, extreme, options))
+            self._all_shared[key] = (
+                bool(own)
+                and None not in own
+                and shared <= self.flops_bound(space) * min(own)
+            )
+        return self._all_shared[key]
 
     def flops_bound(self, space) -> float:
         """The path rule's bound for ``space``: the scorer's, else the space's, else
@@ -272,7 +316,9 @@ class Scorer:
         num_classes, input_shape = options.resolve_io(space)
         shapes = (tuple(input_shape), options.batch, options.bn, options.dtype, options.method)
         graph, arch = self._held(space, config, options)
-        if path == "auto" and graph is not None:
+        if path == "auto" and graph is not None and self.shared_for_every_config(space, options):
+            path = "shared"
+        elif path == "auto" and graph is not None:
             own = self.own_flops(space, config, options)
             shared = self.shared_flops(space, config, options)
             # FLOPs XLA cannot count: the own network, which is right whatever its speed

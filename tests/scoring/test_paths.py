@@ -174,6 +174,35 @@ def test_the_rule_sends_small_configs_to_their_own_network_and_large_ones_to_the
     assert scoring.Scorer()._route(space, large, options, "own").path == "own"
 
 
+def test_a_space_whose_graph_fits_its_smallest_network_routes_without_own_flops():
+    """vit-small at its real extent (shapes only): its graph's FLOPs are within the space's bound
+    of its smallest network's, so a config is routed to the graph before its own FLOPs are
+    traced; mlp's graph is not, so each config's own FLOPs decide."""
+    options = scoring.ScoreOptions()
+    scorer = scoring.Scorer(shared_graphs=True)
+    vit = get_space("vit-small")
+    smallest = min(
+        (vit.validate(c) for c in vit.size_extremes()),
+        key=lambda c: scorer.own_flops(vit, c, options),
+    )
+    graph_flops = scorer.shared_flops(vit, smallest, options)
+    assert graph_flops > scoring.SHARED_FLOPS_MAX * scorer.own_flops(vit, smallest, options)
+    assert graph_flops <= scorer.flops_bound(vit) * scorer.own_flops(vit, smallest, options)
+    assert scorer.shared_for_every_config(vit, options)
+    config = vit.validate(
+        {"embed_dim": 384, "depth": 13, "heads": [5, 6, 7] * 4 + [6], "mlp_ratio": [3.5] * 13}
+    )
+    traced = set(scorer._flops)
+    assert scorer._route(vit, config, options, "auto").path == "shared"
+    assert set(scorer._flops) == traced  # the config's own network was not traced
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mlp, "WIDTHS", (64, 2048))
+        mp.setattr(mlp, "MAX_DEPTH", 10)
+        assert not scoring.Scorer(shared_graphs=True).shared_for_every_config(
+            get_space("mlp"), options
+        )
+
+
 def test_a_space_without_a_shared_graph_takes_the_own_path():
     got = scoring.Scorer(shared_graphs=True).score(
         Tiny(), {"width": 4, "depth": 1}, scoring.ScoreOptions(batch=2)
