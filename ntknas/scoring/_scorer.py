@@ -220,9 +220,7 @@ class Scorer:
                 if shared is not None:
                     own.append(self.own_flops(space, extreme, options))
             self._all_shared[key] = (
-                bool(own)
-                and None not in own
-                and shared <= self.flops_bound(space) * min(own)
+                bool(own) and None not in own and shared <= self.flops_bound(space) * min(own)
             )
         return self._all_shared[key]
 
