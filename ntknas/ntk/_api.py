@@ -252,7 +252,9 @@ def ntk_fn(
         (the first predicate that holds for a path names its block; every parameter must be
         claimed). The kernel function then returns ``{name: kernel}``, each of the usual shape,
         summing to the full kernel; each is the kernel w.r.t. that block's parameters, the
-        others held at their values, by the method asked for.
+        others held at their values, by the method asked for. Structured derivatives compute
+        every block from one backward pass (about the full kernel's cost); the other methods
+        take one kernel per block.
 
     Returns:
       A :class:`KernelFn`: ``kernel_fn(x1, x2=None, params)``; ``x2=None`` means ``x2 = x1``.

@@ -176,6 +176,11 @@ def compute(f, method: NtkMethod, options: Options, x1, x2, params):
         args = promote_half((x1, x2, params))
         if options.param_blocks is None:
             kernels = _compute(f, method, options, *args)
+        elif method is NtkMethod.STRUCTURED_DERIVATIVES:
+            # one linearization and backward pass for every block: the pairs of terms are
+            # summed per block of their parameter (the other methods take a kernel per block)
+            groups = _param_blocks.assign(options.param_blocks, args[2])
+            kernels = _compute(f, method, options, *args, groups=groups)
         else:
             one = functools.partial(_compute, method=method)
             kernels = _param_blocks.block_kernels(one, f, options, *args)
@@ -197,7 +202,9 @@ def _fails_when_run(method: str, kernel):
     return jax.pure_callback(fail, out, kernel, vmap_method="sequential")
 
 
-def _compute(f, method: NtkMethod, options: Options, x1, x2, params):
+def _compute(f, method: NtkMethod, options: Options, x1, x2, params, groups=None):
+    """The kernel tree of ``f``; with ``groups`` (structured derivatives only, see
+    :func:`.structured.leaf_kernel`), ``{block name: kernel tree}``."""
     trace_axes, diagonal_axes, batching = (
         options.trace_axes,
         options.diagonal_axes,
@@ -217,8 +224,11 @@ def _compute(f, method: NtkMethod, options: Options, x1, x2, params):
         if batching.batched:
             batching.out_axis_for(o1.ndim)
         f_i = f if tree.num_leaves == 1 and tree == jax.tree.structure(0) else _leaf_fn(f, i)
-        kernels.append(impl(f_i, x1, x2, params, axes, batching, blocking))
-    return jax.tree.unflatten(tree, kernels)
+        extra = {} if groups is None else {"groups": groups}
+        kernels.append(impl(f_i, x1, x2, params, axes, batching, blocking, **extra))
+    if groups is None:
+        return jax.tree.unflatten(tree, kernels)
+    return {name: jax.tree.unflatten(tree, [k[name] for k in kernels]) for name in groups}
 
 
 def _leaf_fn(f, i):

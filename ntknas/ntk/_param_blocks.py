@@ -2,8 +2,11 @@
 
 The Jacobian splits by columns into one part per parameter block, so the kernel splits into one
 term per block. Each term is the kernel of ``f`` with respect to that block's parameters alone,
-the other parameters held at their values. Computing it that way works with every method: the
-block's leaves are the parameters, the other leaves ride along with the inputs, unbatched.
+the other parameters held at their values. Computing it that way works with every method
+(:func:`block_kernels`): the block's leaves are the parameters, the other leaves ride along with
+the inputs, unbatched. Structured derivatives do not need it: their kernel is already a sum of
+pairs of terms on one parameter leaf each, so one linearization and one backward pass give every
+block's kernel (the pairs summed per block, :func:`.structured.leaf_kernel`).
 
 A grouping is either a function from a parameter's path (a tuple of dict keys, sequence indices
 and attribute names, e.g. ``("block_0", "fc1", "kernel")``) to a block name, or a mapping

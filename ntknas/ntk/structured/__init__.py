@@ -25,7 +25,14 @@ from ._contract import contract
 
 
 def leaf_kernel(
-    f: Callable, x1, x2, params, axes: OutputAxes, batching: Batching, blocking: Blocking
+    f: Callable,
+    x1,
+    x2,
+    params,
+    axes: OutputAxes,
+    batching: Batching,
+    blocking: Blocking,
+    groups: dict[str, list[int]] | None = None,
 ):
     """The NTK of one output leaf of ``f`` by structured derivatives.
 
@@ -36,9 +43,13 @@ def leaf_kernel(
       axes: which output axes are traced, diagonal or paired.
       batching: the batch axis of inputs and output (examples independent) or none.
       blocking: how many output basis vectors the backward pass runs at once.
+      groups: None, or ``{block name: indices of its leaves in jax.tree.leaves(params)}``:
+        the kernel of each block, ``J_b J_bᵀ``, from the same cotangents and factors (one
+        backward pass for all blocks; the pairs of terms are summed per block).
 
     Returns:
-      The kernel in the layout of :class:`OutputAxes`, in the output's dtype.
+      The kernel in the layout of :class:`OutputAxes`, in the output's dtype; with ``groups``,
+      ``{block name: kernel}``.
     """
     d = axes.ndim
     lhs1, lhs2, out = axes.letters()
@@ -55,12 +66,21 @@ def leaf_kernel(
         lead1, lead2, batch_letters = lhs1, lhs2, ("", "")
         side1 = _plain_side(f, params, x1, blocking)
         side2 = side1 if x2 is None else _plain_side(f, params, x2, blocking)
-    kernel = contract(side1, side2, (lead1, lead2, out), batch_letters)
-    if kernel is None:  # no parameter reaches the output
-        shape2 = jax.eval_shape(f, params, x1 if x2 is None else x2).shape
-        shape1 = jax.eval_shape(f, params, x1).shape
-        return jnp.zeros(axes.kernel_shape(shape1, shape2), out_dtype)
-    return kernel.astype(out_dtype)
+    group_of = None
+    if groups is not None:
+        group_of = {leaf: name for name, leaves in groups.items() for leaf in leaves}
+    kernel = contract(side1, side2, (lead1, lead2, out), batch_letters, group_of)
+
+    def finish(k):
+        if k is None:  # no parameter (of the block) reaches the output
+            shape2 = jax.eval_shape(f, params, x1 if x2 is None else x2).shape
+            shape1 = jax.eval_shape(f, params, x1).shape
+            return jnp.zeros(axes.kernel_shape(shape1, shape2), out_dtype)
+        return k.astype(out_dtype)
+
+    if groups is None:
+        return finish(kernel)
+    return {name: finish(kernel[name]) for name in groups}
 
 
 def _plain_side(f, params, x, blocking: Blocking):

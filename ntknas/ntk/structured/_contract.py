@@ -187,7 +187,7 @@ def _chain_transpose(chain, w, leaf_shape, dtype):
     return jax.vmap(lambda v: transpose(v)[0])(w)
 
 
-def contract(side1, side2, out_letters, batch_letters):
+def contract(side1, side2, out_letters, batch_letters, group_of=None):
     """Σ over parameter leaves and pairs of terms; ``side = (meta, cts, factors)``.
 
     Args:
@@ -195,9 +195,12 @@ def contract(side1, side2, out_letters, batch_letters):
         stacked on a leading batch axis when batched.
       out_letters: (subscripts of side-1 cotangent lead axes, of side-2, of the kernel).
       batch_letters: (batch letter of side 1, of side 2), "" when not batched.
+      group_of: None, or a parameter block name per leaf index: the pairs are then summed per
+        block (a pair's two terms consume the same leaf), the per-block kernels of one pass.
 
     Returns:
-      The kernel in the layout ``out_letters[2]``, or None when no parameter affects f.
+      The kernel in the layout ``out_letters[2]``, or None when no parameter affects f; with
+      ``group_of``, ``{block: kernel or None}`` over the blocks that any leaf is in.
     """
     m1: SideMeta = side1[0]
     m2: SideMeta = side2[0]
@@ -236,7 +239,7 @@ def contract(side1, side2, out_letters, batch_letters):
     for k1, k2 in pairs:
         for key in ((1, k1), (1 if shared_sides else 2, k2)):
             uses[key] = uses.get(key, 0) + 1
-    total = None
+    totals: dict = {}
     for k1, k2 in pairs:
         t1, t2 = m1.terms[k1], m2.terms[k2]
         leaf_size = math.prod(m1.leaf_shapes[t1.leaf])
@@ -264,5 +267,8 @@ def contract(side1, side2, out_letters, batch_letters):
             w1, w2 = leaf_w(1, k1), leaf_w(2, k2)
             p = "".join(symbol(_FIRST_ID_SYMBOL + j) for j in range(w1.ndim - len(out_letters[0])))
             term = jnp.einsum(f"{out_letters[0]}{p},{out_letters[1]}{p}->{out_letters[2]}", w1, w2)
-        total = term if total is None else total + term
-    return total
+        group = None if group_of is None else group_of[t1.leaf]
+        totals[group] = term if group not in totals else totals[group] + term
+    if group_of is None:
+        return totals.get(None)
+    return {group: totals.get(group) for group in dict.fromkeys(group_of.values())}
