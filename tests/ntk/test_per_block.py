@@ -71,6 +71,25 @@ def test_blocks_match_the_reference_and_sum_to_the_kernel(method, name, rule):
     _check(CASES[name], method, rule)
 
 
+@pytest.mark.parametrize("name", ["weight_sharing", "cnn_stride2"])
+def test_structured_derivatives_take_every_block_from_one_pass(name, monkeypatch):
+    """Structured derivatives sum their pairs of terms per block (one linearization and backward
+    pass), never the kernel-per-block route of the other methods; x2 given and x2=None."""
+    from ntknas.ntk import _param_blocks
+
+    def per_block_route(*args, **kwargs):
+        raise AssertionError("structured derivatives took a kernel per block")
+
+    monkeypatch.setattr(_param_blocks, "block_kernels", per_block_route)
+    c = CASES[name]
+    _check(c, "structured_derivatives", by_first_key)
+    _check(
+        zoo.Case(c.name, c.f, c.params, c.x1, None, c.vmap_axes),
+        "structured_derivatives",
+        by_first_key,
+    )
+
+
 def _images(seed, n):
     return jax.random.normal(jax.random.PRNGKey(seed), (n, 8, 8, 3), jnp.float64)
 
