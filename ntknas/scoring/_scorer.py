@@ -212,6 +212,7 @@ class Scorer:
         FLOPs among the space's ``size_extremes`` (its smallest networks; cached per setting)."""
         num_classes, input_shape = options.resolve_io(space)
         key = (type(space), space.name, num_classes, input_shape, options.bn, options.float64)
+        key += (self.flops_bound(space),)
         if key not in self._all_shared:
             own, shared = [], None
             for extreme in space.size_extremes():

@@ -135,6 +135,28 @@ def test_shared_path_draws_deterministically_per_seed(
     assert other_seed["ntk_cond"] != got["ntk_cond"]
 
 
+@pytest.mark.parametrize("space_name, config, bn", _CASES[:1])
+def test_an_error_tracing_the_own_network_in_the_thread_is_the_scores_error(
+    shared_scorer, space_name, config, bn, monkeypatch
+):
+    """The own params/FLOPs are traced in a thread on the shared path: its error is raised by
+    score() itself (a search then fails that one candidate), and nothing is memoized."""
+    monkeypatch.setattr(shared_scorer, "shared_flops_max", math.inf)
+    space = get_space(space_name)
+    options = _options(space_name, bn, seed=11)
+    assert shared_scorer.shared_for_every_config(space, options)  # decided before the patch
+
+    def broken(*args):
+        raise ValueError("own network failed")
+
+    monkeypatch.setattr(shared_scorer, "own_flops", broken)
+    with pytest.raises(ValueError, match="own network failed"):
+        shared_scorer.score(space, config, options)
+    monkeypatch.undo()
+    monkeypatch.setattr(shared_scorer, "shared_flops_max", math.inf)
+    assert shared_scorer.score(space, config, options).path == "shared"
+
+
 @pytest.mark.parametrize("space_name", ["mlp", "resnet"])
 def test_own_variables_have_the_own_tree_shapes_and_dtypes(shared_scorer, space_name):
     """select(init_own(...)) is exactly what the own network's init makes, leaf for leaf."""
