@@ -273,6 +273,16 @@ def _full_kernel(f, params, x1, x2, jit):
         j1 = jac(lambda p: f(p, x1))(params)
         o1 = f(params, x1)
         j2, o2 = (j1, o1) if x2 is x1 else (jac(lambda p: f(p, x2))(params), f(params, x2))
+    return _from_jacobians(o1, o2, j1, j2)
+
+
+def jacobian_kernel(o1, o2, j1, j2):
+    """The (unreduced) kernel from outputs ``f(params, x)`` and their ``jacrev`` trees."""
+    tree, fulls = _from_jacobians(o1, o2, j1, j2)
+    return _reduced(tree, fulls, (), ())
+
+
+def _from_jacobians(o1, o2, j1, j2):
     fulls = []
     for leaf1, leaf2, jl1, jl2 in zip(
         jax.tree.leaves(o1),
