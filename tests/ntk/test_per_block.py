@@ -52,12 +52,16 @@ CASE_BLOCKS = [
 ]
 
 
-def _check(c, method, rule, name_of=None, jit=False):
+def _reference(c, rule, jit):
+    name_of = rule if callable(rule) else lambda p: next(n for n, q in rule.items() if q(p))
+    return reference_blocks(c.f, c.params, c.x1, c.x2, name_of, jit)
+
+
+def _check(c, method, rule, reference):
+    """``reference``: ``_reference(c, rule, ...)``."""
     kernel_fn = ntk.ntk_fn(c.f, method=method, vmap_axes=c.vmap_axes, param_blocks=rule)
     got = kernel_fn(c.x1, c.x2, c.params)
-    if name_of is None:
-        name_of = rule if callable(rule) else lambda p: next(n for n, q in rule.items() if q(p))
-    want, full = reference_blocks(c.f, c.params, c.x1, c.x2, name_of, jit)
+    want, full = reference
     assert sorted(got) == sorted(want) and len(want) > 1
     for name in want:
         assert_close(got[name], want[name], np.float64)
@@ -65,10 +69,15 @@ def _check(c, method, rule, name_of=None, jit=False):
     return got
 
 
+_ZOO_REFERENCES: dict = {}  # case name -> its reference_blocks, shared by every method
+
+
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("name,rule", CASE_BLOCKS, ids=[n for n, _ in CASE_BLOCKS])
 def test_blocks_match_the_reference_and_sum_to_the_kernel(method, name, rule):
-    _check(CASES[name], method, rule)
+    if name not in _ZOO_REFERENCES:
+        _ZOO_REFERENCES[name] = _reference(CASES[name], rule, jit=True)
+    _check(CASES[name], method, rule, _ZOO_REFERENCES[name])
 
 
 def _images(seed, n):
@@ -91,7 +100,8 @@ def test_vit_blocks(method):
         tree, [0.3 * jax.random.normal(k, a.shape, jnp.float64) for k, a in zip(keys, leaves)]
     )
     c = zoo.Case("vit", lambda p, x: module.apply({"params": p}, x), params, _images(3, 3), None)
-    got = _check(c, method, vit_block, jit=True)  # ntk_fn(f, method, param_blocks=vit_block)
+    # ntk_fn(f, method, param_blocks=vit_block)
+    got = _check(c, method, vit_block, _reference(c, vit_block, jit=True))
     assert sorted(got) == ["attention", "embedding", "head", "mlp", "norm"]
 
 
@@ -123,7 +133,7 @@ def test_masked_vit_graph_blocks():
         (_images(6, 3), arch),
         vmap_axes=((0, None), 0),
     )
-    _check(c, "structured_derivatives", vit_block, jit=True)
+    _check(c, "structured_derivatives", vit_block, _reference(c, vit_block, jit=True))
 
 
 def test_bad_groupings_name_the_problem():
