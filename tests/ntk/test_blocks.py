@@ -18,6 +18,7 @@ from .test_methods import rel_err
 
 METHODS = ["ntk_vector_products", "structured_derivatives"]
 CASES = {c.name: c for c in zoo.all_cases(np.float64)}
+WIDE_OUT_FCN = zoo.relu_fcn(np.float64, o=32, width=32, depth=3)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -31,7 +32,7 @@ def test_every_block_size_gives_the_same_kernel(method, name):
         blocked = ntk.ntk_fn(c.f, method=method, vmap_axes=c.vmap_axes, block_size=block)
         got = blocked(c.x1, c.x2, c.params)
         assert rel_err(got, want) < 1e-12, (block, rel_err(got, want))
-    assert rel_err(want, zoo.reference_kernel(c.f, c.params, c.x1, c.x2)) < 1e-6
+    assert rel_err(want, zoo.case_reference(c)) < 1e-6
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -138,7 +139,7 @@ def test_a_program_that_fails_to_compile_at_every_vector_at_once_is_fitted_in_bl
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("name", ["wide_out_fcn", "cnn_stride2"])
 def test_the_default_blocks_keep_the_compiled_peak_within_a_tiny_budget(method, name):
-    c = zoo.relu_fcn(np.float64, o=32, width=32, depth=3) if name == "wide_out_fcn" else CASES[name]
+    c = WIDE_OUT_FCN if name == "wide_out_fcn" else CASES[name]
 
     def peak(**kw):
         return peak_bytes(ntk.ntk_fn(c.f, method=method, **kw).compile(c.x1, c.x2, c.params))
@@ -150,7 +151,7 @@ def test_the_default_blocks_keep_the_compiled_peak_within_a_tiny_budget(method, 
     got = kernel_fn(c.x1, c.x2, c.params)
     want = ntk.ntk_fn(c.f, method=method, block_size=UNBLOCKED)(c.x1, c.x2, c.params)
     assert rel_err(got, want) < 1e-12
-    assert rel_err(got, zoo.reference_kernel(c.f, c.params, c.x1, c.x2)) < 1e-6
+    assert rel_err(got, zoo.case_reference(c)) < 1e-6
     if name == "wide_out_fcn" and method == "ntk_vector_products":  # blocks hold most memory
         assert full > 2 * one
         fitted = fit_kernel(
@@ -160,7 +161,7 @@ def test_the_default_blocks_keep_the_compiled_peak_within_a_tiny_budget(method, 
 
 
 def test_explain_shows_the_blocks_auto_compiled_the_choice_with():
-    c = zoo.relu_fcn(np.float64, o=32, width=32, depth=3)
+    c = WIDE_OUT_FCN
     with switched(auto_cache_size=8, failing=("structured_derivatives", "jacobian_contraction")):
         e = ntk.explain(c.f, c.x1, c.x2, c.params, memory_budget=10**9)
         assert e.estimates[e.method].block_size == UNBLOCKED and "blocks of" not in str(e)
@@ -174,5 +175,5 @@ def test_explain_shows_the_blocks_auto_compiled_the_choice_with():
         assert f"in blocks of {b} basis vectors" in str(e)
         got = ntk.ntk_fn(c.f, memory_budget=budget)(c.x1, c.x2, c.params)
         traced = jax.jit(ntk.ntk_fn(c.f, memory_budget=budget))(c.x1, c.x2, c.params)
-    want = zoo.reference_kernel(c.f, c.params, c.x1, c.x2)
+    want = zoo.case_reference(c)
     assert rel_err(got, want) < 1e-6 and rel_err(traced, want) < 1e-6

@@ -33,6 +33,8 @@ def assert_close(got, want, dtype):
 
 
 CASES64 = {c.name: c for c in zoo.all_cases(np.float64)}
+CASES32 = {c.name: c for c in zoo.all_cases(np.float32)}
+MULTI_AXIS = zoo.multi_axis_output(np.float64)
 
 
 def _check_float64(method, name, trace_axes, diagonal_axes):
@@ -45,8 +47,7 @@ def _check_float64(method, name, trace_axes, diagonal_axes):
         vmap_axes=c.vmap_axes,
     )
     got = kernel_fn(c.x1, c.x2, c.params)
-    want = zoo.reference_kernel(c.f, c.params, c.x1, c.x2, trace_axes, diagonal_axes)
-    assert_close(got, want, np.float64)
+    assert_close(got, zoo.case_reference(c, trace_axes, diagonal_axes), np.float64)
 
 
 @pytest.mark.parametrize("method", ["jacobian_contraction", "ntk_vector_products"])
@@ -76,12 +77,11 @@ def test_trace_and_diagonal_against_reference(method, name, trace_axes, diagonal
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("name", ["relu_fcn", "cnn_stride2", "transformer_block", "pytrees"])
 def test_float32_against_reference(method, name):
-    c = {c.name: c for c in zoo.all_cases(np.float32)}[name]
+    c = CASES32[name]
     got = ntk.ntk_fn(c.f, method=method)(c.x1, c.x2, c.params)
     for leaf in jax.tree.leaves(got):
         assert leaf.dtype == jnp.float32
-    want = zoo.reference_kernel(c.f, c.params, c.x1, c.x2)
-    assert_close(got, want, np.float32)
+    assert_close(got, zoo.case_reference(c), np.float32)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -89,8 +89,7 @@ def test_float32_against_reference(method, name):
 def test_x2_none_is_x1(method, name):
     c = CASES64[name]
     got = ntk.ntk_fn(c.f, method=method, vmap_axes=c.vmap_axes)(c.x1, None, c.params)
-    want = zoo.reference_kernel(c.f, c.params, c.x1, None)
-    assert_close(got, want, np.float64)
+    assert_close(got, zoo.case_reference(c, itself=True), np.float64)
     k = np.asarray(ntk.as_matrix(got))
     np.testing.assert_allclose(k, k.T, rtol=1e-10, atol=1e-12)
     assert np.linalg.eigvalsh(k).min() > -1e-8 * np.abs(k).max()
@@ -102,11 +101,11 @@ def test_x2_none_is_x1(method, name):
     [((1,), ()), ((), (1,)), ((1, 2), ()), ((), (0,)), ((1,), (2,)), ((2,), (0, 1))],
 )
 def test_multi_axis_outputs(method, trace_axes, diagonal_axes):
-    c = zoo.multi_axis_output(np.float64)
-    x2 = c.x1 if 0 in diagonal_axes else c.x2  # a diagonal batch axis needs N1 == N2
+    c = MULTI_AXIS
+    same = 0 in diagonal_axes  # a diagonal batch axis needs N1 == N2
     kernel_fn = ntk.ntk_fn(c.f, method=method, trace_axes=trace_axes, diagonal_axes=diagonal_axes)
-    got = kernel_fn(c.x1, x2, c.params)
-    want = zoo.reference_kernel(c.f, c.params, c.x1, x2, trace_axes, diagonal_axes)
+    got = kernel_fn(c.x1, c.x1 if same else c.x2, c.params)
+    want = zoo.case_reference(c, trace_axes, diagonal_axes, itself=same)
     assert_close(got, want, np.float64)
 
 
@@ -120,7 +119,7 @@ def test_vmap_axes_none_matches_batched_for_independent_examples():
 def test_batch_coupled_function_needs_vmap_axes_none():
     """With vmap_axes=0 a batch-statistics model gets a per-example (different) kernel."""
     c = CASES64["batch_coupled"]
-    want = zoo.reference_kernel(c.f, c.params, c.x1, c.x2)
+    want = zoo.case_reference(c)
     wrong = ntk.ntk_fn(c.f, method="jacobian_contraction", vmap_axes=0)
     # On one example the batch statistics are degenerate, so per-example evaluation differs.
     assert rel_err(wrong(c.x1, c.x2, c.params), want) > 1e-3

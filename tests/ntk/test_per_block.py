@@ -19,22 +19,23 @@ CASES = {c.name: c for c in zoo.all_cases(np.float64)}
 
 
 def reference_blocks(f, params, x1, x2, name_of, jit=False):
-    """{block: Σ over the block's leaves of J_leaf(x1) J_leaf(x2)ᵀ}, whole-batch jacrev, numpy;
-    ``jit``: each Jacobian one compiled program (the ViTs: eager, each of their ops compiles)."""
+    """{block: Σ over the block's leaves of J_leaf(x1) J_leaf(x2)ᵀ}, and the full kernel from
+    the same Jacobians (zoo's reference), whole-batch jacrev, numpy; ``jit``: each Jacobian one
+    compiled program (the ViTs: eager, each of their ops compiles)."""
     to64 = lambda t: jax.tree.map(lambda a: np.asarray(a, np.float64), t)  # noqa: E731
     params, x1 = to64(params), to64(x1)
     x2 = x1 if x2 is None else to64(x2)
     o1, o2 = f(params, x1), f(params, x2)
     jac = (lambda g: jax.jit(jax.jacrev(g))) if jit else jax.jacrev
-    j1 = jax.tree.leaves(jac(lambda p: f(p, x1))(params))
-    j2 = jax.tree.leaves(jac(lambda p: f(p, x2))(params))
+    j1 = jac(lambda p: f(p, x1))(params)
+    j2 = jac(lambda p: f(p, x2))(params)
     paths = [ntk.path_keys(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
     out = {}
-    for path, a, b in zip(paths, j1, j2, strict=True):
+    for path, a, b in zip(paths, jax.tree.leaves(j1), jax.tree.leaves(j2), strict=True):
         m = np.asarray(a).reshape(o1.size, -1) @ np.asarray(b).reshape(o2.size, -1).T
         k = m.reshape(o1.shape + o2.shape).transpose(0, 2, 1, 3)  # (N1, N2, O, O)
         out[name_of(path)] = out.get(name_of(path), 0) + k
-    return out
+    return out, zoo.jacobian_kernel(o1, o2, j1, j2)
 
 
 def by_first_key(path):
@@ -51,24 +52,32 @@ CASE_BLOCKS = [
 ]
 
 
-def _check(c, method, rule, name_of=None, jit=False):
+def _reference(c, rule, jit):
+    name_of = rule if callable(rule) else lambda p: next(n for n, q in rule.items() if q(p))
+    return reference_blocks(c.f, c.params, c.x1, c.x2, name_of, jit)
+
+
+def _check(c, method, rule, reference):
+    """``reference``: ``_reference(c, rule, ...)``."""
     kernel_fn = ntk.ntk_fn(c.f, method=method, vmap_axes=c.vmap_axes, param_blocks=rule)
     got = kernel_fn(c.x1, c.x2, c.params)
-    if name_of is None:
-        name_of = rule if callable(rule) else lambda p: next(n for n, q in rule.items() if q(p))
-    want = reference_blocks(c.f, c.params, c.x1, c.x2, name_of, jit)
+    want, full = reference
     assert sorted(got) == sorted(want) and len(want) > 1
     for name in want:
         assert_close(got[name], want[name], np.float64)
-    full = zoo.reference_kernel(c.f, c.params, c.x1, c.x2, jit=jit)
     assert_close(sum(got.values()), full, np.float64)
     return got
+
+
+_ZOO_REFERENCES: dict = {}  # case name -> its reference_blocks, shared by every method
 
 
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("name,rule", CASE_BLOCKS, ids=[n for n, _ in CASE_BLOCKS])
 def test_blocks_match_the_reference_and_sum_to_the_kernel(method, name, rule):
-    _check(CASES[name], method, rule)
+    if name not in _ZOO_REFERENCES:
+        _ZOO_REFERENCES[name] = _reference(CASES[name], rule, jit=True)
+    _check(CASES[name], method, rule, _ZOO_REFERENCES[name])
 
 
 @pytest.mark.parametrize("name", ["weight_sharing"])  # one matrix used twice
@@ -102,15 +111,16 @@ def _images(seed, n):
 )
 def test_vit_blocks(method):
     _, module = tiny_vit()
-    params = module.init(jax.random.PRNGKey(0), _images(1, 1))["params"]
-    # random, not initial, values: zero biases would hide a wrong bias rule
+    # random, not initial, values (only the init's shapes): zero biases would hide a wrong rule
+    params = jax.eval_shape(module.init, jax.random.PRNGKey(0), _images(1, 1))["params"]
     leaves, tree = jax.tree.flatten(params)
     keys = jax.random.split(jax.random.PRNGKey(2), len(leaves))
     params = jax.tree.unflatten(
         tree, [0.3 * jax.random.normal(k, a.shape, jnp.float64) for k, a in zip(keys, leaves)]
     )
     c = zoo.Case("vit", lambda p, x: module.apply({"params": p}, x), params, _images(3, 3), None)
-    got = _check(c, method, vit_block, jit=True)  # ntk_fn(f, method, param_blocks=vit_block)
+    # ntk_fn(f, method, param_blocks=vit_block)
+    got = _check(c, method, vit_block, _reference(c, vit_block, jit=True))
     assert sorted(got) == ["attention", "embedding", "head", "mlp", "norm"]
 
 
@@ -128,7 +138,7 @@ def test_masked_vit_graph_blocks():
         variant=variant,
     )
     arch = jnp.asarray([6, 2, 2, 1, 0, 12, 9, 0], jnp.float64)  # embed 6, depth 2 of 3
-    params = module.init(jax.random.PRNGKey(0), _images(1, 1), arch)["params"]
+    params = jax.eval_shape(module.init, jax.random.PRNGKey(0), _images(1, 1), arch)["params"]
     leaves, tree = jax.tree.flatten(params)
     keys = jax.random.split(jax.random.PRNGKey(4), len(leaves))
     params = jax.tree.unflatten(
@@ -142,7 +152,7 @@ def test_masked_vit_graph_blocks():
         (_images(6, 3), arch),
         vmap_axes=((0, None), 0),
     )
-    _check(c, "structured_derivatives", vit_block, jit=True)
+    _check(c, "structured_derivatives", vit_block, _reference(c, vit_block, jit=True))
 
 
 def test_bad_groupings_name_the_problem():

@@ -244,15 +244,46 @@ def reference_kernel(f, params, x1, x2, trace_axes=(), diagonal_axes=(), jit=Fal
     Does not assume examples are independent: differentiates f on the whole batch. ``jit``
     compiles each Jacobian as one program (for networks of many ops: eager, each op compiles).
     """
+    tree, fulls = _full_kernel(f, params, x1, x2, jit)
+    return _reduced(tree, fulls, trace_axes, diagonal_axes)
+
+
+_CASE_KERNELS: dict = {}  # (id(case), itself) -> (case, full kernels); holds the case
+
+
+def case_reference(case, trace_axes=(), diagonal_axes=(), itself=False):
+    """``reference_kernel`` of a zoo case on its inputs (``itself``: x1 against x1), its
+    Jacobians compiled as one program each and computed once per case object: every method and
+    trace/diagonal reduction checked against that case reuses the same float64 kernel."""
+    key = (id(case), itself)
+    if key not in _CASE_KERNELS or _CASE_KERNELS[key][0] is not case:
+        full = _full_kernel(case.f, case.params, case.x1, None if itself else case.x2, True)
+        _CASE_KERNELS[key] = (case, full)
+    tree, fulls = _CASE_KERNELS[key][1]
+    return _reduced(tree, fulls, trace_axes, diagonal_axes)
+
+
+def _full_kernel(f, params, x1, x2, jit):
+    """The unreduced (out1..., out2...) kernel of each output leaf, and the output tree."""
     to64 = lambda t: jax.tree.map(lambda a: np.asarray(a, np.float64), t)  # noqa: E731
     params, x1 = to64(params), to64(x1)
     x2 = x1 if x2 is None else to64(x2)
     with jax.enable_x64(True) if hasattr(jax, "enable_x64") else _x64():
         jac = (lambda g: jax.jit(jax.jacrev(g))) if jit else jax.jacrev
         j1 = jac(lambda p: f(p, x1))(params)
-        j2 = jac(lambda p: f(p, x2))(params)
-        o1, o2 = f(params, x1), f(params, x2)
-    out = []
+        o1 = f(params, x1)
+        j2, o2 = (j1, o1) if x2 is x1 else (jac(lambda p: f(p, x2))(params), f(params, x2))
+    return _from_jacobians(o1, o2, j1, j2)
+
+
+def jacobian_kernel(o1, o2, j1, j2):
+    """The (unreduced) kernel from outputs ``f(params, x)`` and their ``jacrev`` trees."""
+    tree, fulls = _from_jacobians(o1, o2, j1, j2)
+    return _reduced(tree, fulls, (), ())
+
+
+def _from_jacobians(o1, o2, j1, j2):
+    fulls = []
     for leaf1, leaf2, jl1, jl2 in zip(
         jax.tree.leaves(o1),
         jax.tree.leaves(o2),
@@ -262,8 +293,14 @@ def reference_kernel(f, params, x1, x2, trace_axes=(), diagonal_axes=(), jit=Fal
         m1 = np.concatenate([np.asarray(a).reshape(leaf1.size, -1) for a in jl1], axis=1)
         m2 = np.concatenate([np.asarray(a).reshape(leaf2.size, -1) for a in jl2], axis=1)
         full = (m1 @ m2.T).reshape(tuple(leaf1.shape) + tuple(leaf2.shape))
-        out.append(_reduce(full, leaf1.ndim, trace_axes, diagonal_axes))
-    return jax.tree.unflatten(jax.tree.structure(o1), out)
+        fulls.append((full, leaf1.ndim))
+    return jax.tree.structure(o1), fulls
+
+
+def _reduced(tree, fulls, trace_axes, diagonal_axes):
+    # a copy: a memoized kernel (case_reference) is never handed out to be changed in place
+    out = [np.array(_reduce(full, d, trace_axes, diagonal_axes)) for full, d in fulls]
+    return jax.tree.unflatten(tree, out)
 
 
 def _per_output(jac, out):
