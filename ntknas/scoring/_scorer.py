@@ -214,14 +214,17 @@ class Scorer:
         key = (type(space), space.name, num_classes, input_shape, options.bn, options.float64)
         key += (self.flops_bound(space),)
         if key not in self._all_shared:
-            own, shared = [], None
+            own, graph_flops = [], None
             for extreme in space.size_extremes():
                 extreme = space.validate(extreme)
                 shared = self.shared_flops(space, extreme, options)
-                if shared is not None:
+                if shared is not None:  # an extreme the graph holds
+                    graph_flops = shared
                     own.append(self.own_flops(space, extreme, options))
             self._all_shared[key] = (
-                bool(own) and None not in own and shared <= self.flops_bound(space) * min(own)
+                graph_flops is not None
+                and None not in own
+                and graph_flops <= self.flops_bound(space) * min(own)
             )
         return self._all_shared[key]
 

@@ -225,6 +225,26 @@ def test_a_space_whose_graph_fits_its_smallest_network_routes_without_own_flops(
         )
 
 
+def test_extremes_the_graph_does_not_hold_are_left_out_of_the_shortcut(monkeypatch):
+    """Only the extremes a graph holds bound its FLOPs (e.g. resnet's other stem); none held:
+    no shortcut. Shapes only: the FLOPs are stubbed."""
+    space, options = get_space("mlp"), scoring.ScoreOptions()
+    held = {"depth": 2, "width": 64, "activation": "relu"}
+    other = {"depth": 1, "width": 64, "activation": "relu"}
+    flops = {2: (100.0, 50.0), 1: (None, 10.0)}  # depth -> (graph's FLOPs or not held, own)
+
+    def decides(extremes):
+        scorer = scoring.Scorer(shared_graphs=True)
+        monkeypatch.setattr(scorer, "shared_flops", lambda s, c, o: flops[c["depth"]][0])
+        monkeypatch.setattr(scorer, "own_flops", lambda s, c, o: flops[c["depth"]][1])
+        monkeypatch.setattr(space, "size_extremes", lambda: extremes)
+        return scorer.shared_for_every_config(space, options)
+
+    assert decides((held, other))  # 100 <= 2.5 * 50; depth 1 (own 10) is not held
+    assert decides((other, held))
+    assert not decides((other,))
+
+
 def test_a_space_without_a_shared_graph_takes_the_own_path():
     got = scoring.Scorer(shared_graphs=True).score(
         Tiny(), {"width": 4, "depth": 1}, scoring.ScoreOptions(batch=2)
