@@ -238,6 +238,7 @@ def test_extremes_the_graph_does_not_hold_are_left_out_of_the_shortcut(monkeypat
         monkeypatch.setattr(scorer, "shared_flops", lambda s, c, o: flops[c["depth"]][0])
         monkeypatch.setattr(scorer, "own_flops", lambda s, c, o: flops[c["depth"]][1])
         monkeypatch.setattr(space, "size_extremes", lambda: extremes)
+        monkeypatch.setattr(space, "validate", lambda c: c)  # whatever widths a patch allows
         return scorer.shared_for_every_config(space, options)
 
     assert decides((held, other))  # 100 <= 2.5 * 50; depth 1 (own 10) is not held
