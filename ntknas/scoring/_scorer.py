@@ -210,9 +210,7 @@ class Scorer:
         """Whether the path rule sends every config the space's graph holds through it, known
         without tracing each config: the graph's FLOPs are within the bound of the fewest own
         FLOPs among the space's ``size_extremes`` (its smallest networks; cached per setting)."""
-        num_classes, input_shape = options.resolve_io(space)
-        key = (type(space), space.name, num_classes, input_shape, options.bn, options.float64)
-        key += (self.flops_bound(space),)
+        key = (*_graph_setting(space, options), self.flops_bound(space))
         if key not in self._all_shared:
             own, graph_flops = [], None
             for extreme in space.size_extremes():
@@ -258,11 +256,11 @@ class Scorer:
         every config it holds; cached per graph and setting), or None when no graph holds it."""
         import jax
 
-        num_classes, input_shape = options.resolve_io(space)
+        _, input_shape = options.resolve_io(space)
         graph, arch = self._held(space, config, options)
         if graph is None:
             return None
-        key = (type(space), space.name, num_classes, input_shape, options.bn, options.float64)
+        key = _graph_setting(space, options)
         if key not in self._graph_flops:
             x = jax.ShapeDtypeStruct((1, *input_shape), np.float32)
             variables = jax.eval_shape(
@@ -318,14 +316,14 @@ class Scorer:
         num_classes, input_shape = options.resolve_io(space)
         shapes = (tuple(input_shape), options.batch, options.bn, options.dtype, options.method)
         graph, arch = self._held(space, config, options)
-        if path == "auto" and graph is not None and self.shared_for_every_config(space, options):
-            path = "shared"
-        elif path == "auto" and graph is not None:
-            own = self.own_flops(space, config, options)
-            shared = self.shared_flops(space, config, options)
-            # FLOPs XLA cannot count: the own network, which is right whatever its speed
-            bound = self.flops_bound(space)
-            fits = own is not None and shared is not None and shared <= bound * own
+        if path == "auto" and graph is not None:
+            fits = self.shared_for_every_config(space, options)
+            if not fits:
+                own = self.own_flops(space, config, options)
+                shared = self.shared_flops(space, config, options)
+                # FLOPs XLA cannot count: the own network, which is right whatever its speed
+                bound = self.flops_bound(space)
+                fits = own is not None and shared is not None and shared <= bound * own
             path = "shared" if fits else "own"
         io = dict(config=config, num_classes=num_classes, input_shape=input_shape, graph=graph)
         if path == "shared" and graph is not None:
@@ -437,6 +435,13 @@ def own_variables(module, graph, config: dict, key, x) -> dict:
     variables = graph.init_own(key, x, config)
     # sliced in numpy: no eager XLA op (and compile) per own shape
     return graph.select(jax.tree.map(np.asarray, variables), config)
+
+
+def _graph_setting(space, options: ScoreOptions) -> tuple:
+    """The key of what a shared graph's FLOPs depend on: space, logits, input shape, BN mode,
+    precision."""
+    num_classes, input_shape = options.resolve_io(space)
+    return (type(space), space.name, num_classes, input_shape, options.bn, options.float64)
 
 
 def _dtype(options: ScoreOptions):
