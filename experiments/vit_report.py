@@ -174,6 +174,22 @@ def size_baselines() -> list[str]:
     return lines
 
 
+def shown_proxies(df: pd.DataFrame) -> list[str]:
+    """The proxies a table lists: the search's that were scored, the anchors, size as given."""
+    scored = [p for p in proxies.PROXIES if p in df]
+    return [*scored, "synflow", "dss", "params_M", "flops_as_given"]
+
+
+def against_size(test: pd.DataFrame, name: str) -> str:
+    """``name``'s test ρ against params' and FLOPs', and its margin over the better of them."""
+    value = rho(test, name, n_boot=0)["spearman"]
+    size = {p: rho(test, p, n_boot=0)["spearman"] for p in ("params", "flops")}
+    return (
+        f"{value:+.3f} vs params {size['params']:+.3f}, flops {size['flops']:+.3f} "
+        f"(margin {value - max(size.values()):+.3f})"
+    )
+
+
 def space_tables(space: str) -> list[str]:
     df = load_all(space)
     if df is None or len(df) < 5:
@@ -182,13 +198,7 @@ def space_tables(space: str) -> list[str]:
     if len(dev) < 5:
         return test_only_table(space, test)
     lines = [f"### {space}: default setting, {len(dev)} dev rows, {len(test)} test rows", ""]
-    names = [
-        *[p for p in proxies.PROXIES if p in df],
-        "synflow",
-        "dss",
-        "params_M",
-        "flops_as_given",
-    ]
+    names = shown_proxies(df)
     picks = choose(dev, SEARCHABLE)
     best = picks[0][3]
     with_refs = choose(dev, [*SEARCHABLE, "synflow", "dss"])[0][3]
@@ -231,12 +241,7 @@ def space_tables(space: str) -> list[str]:
         f"{delta.max() / 1e6:.2f}M over the scored rows.\n"
     )
     if len(test) >= 5:
-        t_best = rho(test, best, n_boot=0)["spearman"]
-        t_size = {p: rho(test, p, n_boot=0)["spearman"] for p in ("params", "flops")}
-        lines.append(
-            f"; on test {t_best:+.3f} vs params {t_size['params']:+.3f}, flops "
-            f"{t_size['flops']:+.3f} (margin {t_best - max(t_size.values()):+.3f})."
-        )
+        lines.append(f"; on test {against_size(test, best)}.")
     lines.append("")
     return lines
 
@@ -251,26 +256,10 @@ def test_only_table(space: str, test: pd.DataFrame) -> list[str]:
         "| proxy (sign) | test ρ [CI], τ | test deciles | test budget |",
         "|---|---|---|---|",
     ]
-    names = [
-        *[p for p in proxies.PROXIES if p in test],
-        "synflow",
-        "dss",
-        "params_M",
-        "flops_as_given",
-        default,
-    ]
-    for name in names:
+    for name in [*shown_proxies(test), default]:
         s = "+" if sign(name) > 0 else "−"
         lines.append(f"| {name} ({s}) | " + " | ".join(row_of(test, space, name)) + " |")
-    t_best = rho(test, default, n_boot=0)["spearman"]
-    t_size = {p: rho(test, p, n_boot=0)["spearman"] for p in ("params", "flops")}
-    lines += [
-        "",
-        f"Shipped objective on test {t_best:+.3f} vs params {t_size['params']:+.3f}, flops "
-        f"{t_size['flops']:+.3f} (margin {t_best - max(t_size.values()):+.3f}).",
-        "",
-    ]
-    return lines
+    return [*lines, "", f"Shipped objective on test {against_size(test, default)}.", ""]
 
 
 def settings_table(space: str) -> list[str]:
