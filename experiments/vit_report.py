@@ -202,8 +202,14 @@ def space_tables(space: str) -> list[str]:
     picks = choose(dev, SEARCHABLE)
     best = picks[0][3]
     with_refs = choose(dev, [*SEARCHABLE, "synflow", "dss"])[0][3]
+    block_pool = block_names(dev)
+    with_blocks = None
+    if block_pool:  # on the dev rows a per-block run scored
+        dev_blocks = dev[dev[block_pool].notna().all(axis=1)]
+        with_blocks = choose(dev_blocks, [*SEARCHABLE, *block_pool])
     size = max(("params", "flops"), key=lambda p: rho(dev, p, n_boot=0)["spearman"])
-    shown = list(dict.fromkeys([*names, best, with_refs]))
+    extra = [] if with_blocks is None else [with_blocks[0][3]]
+    shown = list(dict.fromkeys([*names, best, with_refs, *extra]))
     lines += [
         "| proxy (sign) | dev ρ [CI], τ | dev deciles | dev budget | test ρ [CI], τ | test deciles"
         " | test budget |",
@@ -222,6 +228,15 @@ def space_tables(space: str) -> list[str]:
         f"(dev: overall {picks[0][1]:+.3f}, deciles {picks[0][2]:+.3f}); next: "
         + "; ".join(f"`{p[3]}` {p[1]:+.3f}/{p[2]:+.3f}" for p in picks[1:6]),
         f"Best on dev with SynFlow/DSS allowed: `{with_refs}`.",
+        *(
+            []
+            if with_blocks is None
+            else [
+                f"Best on dev with the per-block proxies allowed: `{with_blocks[0][3]}` "
+                f"(dev: overall {with_blocks[0][1]:+.3f}, deciles {with_blocks[0][2]:+.3f}); "
+                "next: " + "; ".join(f"`{p[3]}` {p[1]:+.3f}/{p[2]:+.3f}" for p in with_blocks[1:6])
+            ]
+        ),
         "",
         f"Margin of the choice over the better size proxy on dev ({size}): "
         f"{picks[0][1] - rho(dev, size, n_boot=0)['spearman']:+.3f}",
@@ -308,11 +323,18 @@ def settings_table(space: str) -> list[str]:
     return lines
 
 
+def block_names(df: pd.DataFrame) -> list[str]:
+    """The per-block proxies scored in ``df`` (rows of a ``--blocks`` run have them)."""
+    return [
+        p for p in proxies.VIT_PROXIES if p.startswith("blk_") and p in df and df[p].notna().any()
+    ]
+
+
 def blocks_table(space: str) -> list[str]:
     df = load(space, "default", blocks=True)
     if df is None or len(df) < 5:
         return []
-    names = [p for p in proxies.VIT_PROXIES if p.startswith("blk_") and p in df]
+    names = block_names(df)
     lines = []
     for split in ("dev", "test"):
         part = df[df.split == split]
