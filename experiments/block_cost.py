@@ -24,8 +24,8 @@ import numpy as np  # noqa: E402
 from search_speed import candidates  # noqa: E402
 
 from ntknas import data, ntk  # noqa: E402
-from ntknas.proxies.blocks import vit_block  # noqa: E402
 from search_spaces import get_space  # noqa: E402
+from search_spaces.vit import param_block as vit_block  # noqa: E402
 
 SHAPE = (32, 32, 3)
 

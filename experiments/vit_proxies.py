@@ -48,9 +48,10 @@ import numpy as np  # noqa: E402
 
 from ntknas import data, ntk, proxies  # noqa: E402
 from ntknas.proxies import dss, synflow  # noqa: E402
-from ntknas.proxies.blocks import block_proxies, vit_block  # noqa: E402
+from ntknas.proxies.blocks import block_proxies  # noqa: E402
 from ntknas.scoring import ScoreOptions, Scorer  # noqa: E402
 from search_spaces import get_space  # noqa: E402
+from search_spaces.vit import param_block as vit_block  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GT = os.path.join(HERE, "..", "..", "shared", "data", "gt")

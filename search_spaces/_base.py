@@ -114,6 +114,10 @@ class SearchSpace(abc.ABC):
     # The scorer's path rule sends a config through the shared graph when the graph's forward
     # FLOPs are at most this many times the config's own; None: the scorer's default.
     shared_flops_max: ClassVar[float | None] = None
+    # ``param_block(path) -> name``: the block of each parameter of the space's networks (own and
+    # shared graph alike), for the per-block kernels and their proxies (``blk_*``; see
+    # ``ntknas.ntk.ntk_fn(..., param_blocks=...)``). None: the space has no per-block proxies.
+    param_block: ClassVar[Callable[[tuple], str] | None] = None
 
     @abc.abstractmethod
     def suggest(self, trial) -> Config:

@@ -83,10 +83,38 @@ class _Choices:
         return len(self.embed_dims) * sum(per_layer**d for d in self.depths)
 
 
+_EMBEDDING = ("patch_embed", "cls_token", "pos_embed")
+BLOCKS = ("attention", "mlp", "embedding", "head", "norm")
+
+
+def param_block(path: tuple) -> str:
+    """The block of a parameter of these spaces' networks (own and masked graph name theirs
+    alike) from its path: ``attention`` (``Attention_0``: qkv, output projection,
+    relative-position tables), ``mlp`` (``fc1``, ``fc2``), ``embedding`` (patch embedding, class
+    token, position embedding), ``head`` (the classifier) or ``norm`` (every LayerNorm).
+
+    Raises:
+      ValueError: a path of none of the blocks (not a vit-space network).
+    """
+    keys = [str(k) for k in path]
+    if "Attention_0" in keys:
+        return "attention"
+    if "fc1" in keys or "fc2" in keys:
+        return "mlp"
+    if "head" in keys:
+        return "head"
+    if any(k in _EMBEDDING for k in keys):
+        return "embedding"
+    if "norm" in keys or any(k.startswith("LayerNorm") for k in keys):
+        return "norm"
+    raise ValueError(f"parameter {tuple(path)} belongs to no ViT block ({', '.join(BLOCKS)})")
+
+
 class _AutoFormerSpace(SearchSpace):
     choices: ClassVar[_Choices]
     default_num_classes = 10
     default_input_shape = (32, 32, 3)
+    param_block = staticmethod(param_block)
     # The smallest subnet's forward is 2.7x fewer FLOPs than the largest in vit-small (2.0x in
     # vit-tiny, 1.9x in vit-base), while its own network compiles for as long as the shared
     # kernel runs several times (README.md, "Search speed"): every subnet goes through the graph.

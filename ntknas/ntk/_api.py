@@ -35,12 +35,13 @@ def explain(
     precision: str = "highest",
     memory_budget: float | None = None,
     block_size: int | None = None,
+    param_blocks=None,
 ) -> _auto.Explanation:
     """The method ``method="auto"`` picks for these shapes, with each method's estimated cost.
 
     Args:
       f, x1, x2, params, trace_axes, diagonal_axes, vmap_axes, precision, memory_budget,
-        block_size: as for :func:`ntk_fn`.
+        block_size, param_blocks: as for :func:`ntk_fn`.
 
     Returns:
       An :class:`Explanation`: ``.method`` (the chosen :class:`NtkMethod` value) and
@@ -60,6 +61,7 @@ def explain(
         precision,
         memory_budget,
         block_size,
+        param_blocks=param_blocks,
     ).options
     key = cache_key(f, options, x1, x2, params)
     return _auto.CHOOSER.choose(key, f, options, x1, x2, params).explanation

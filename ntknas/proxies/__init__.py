@@ -17,11 +17,14 @@ from ._rank import Term as Term
 from ._rank import parse_terms as parse_terms
 from ._rank import rank_sum as rank_sum
 from ._rank import rank_sum_of as rank_sum_of
+from ._registry import BLOCK_PROXIES as BLOCK_PROXIES
+from ._registry import OBJECTIVE_PROXIES as OBJECTIVE_PROXIES
 from ._registry import PROXIES as PROXIES
 from ._registry import REFERENCE_PROXIES as REFERENCE_PROXIES
 from ._registry import REGISTRY as REGISTRY
 from ._registry import VIT_PROXIES as VIT_PROXIES
 from ._registry import Proxy as Proxy
+from ._registry import needs_blocks as needs_blocks
 from ._spectrum import NonFiniteKernelError as NonFiniteKernelError
 from ._spectrum import Spectrum as Spectrum
 from ._spectrum import spectrum as spectrum

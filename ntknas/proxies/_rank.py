@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._registry import PROXIES, Proxy, direction_sign
+from ._registry import OBJECTIVE_PROXIES, Proxy, direction_sign
 
 _DIRECTIONS = {"min": "minimize", "minimize": "minimize", "max": "maximize", "maximize": "maximize"}
 
@@ -36,7 +36,7 @@ class Term:
 def parse_terms(
     spec: str | list[str] | tuple[str, ...],
     *,
-    registry: Mapping[str, Proxy] = PROXIES,
+    registry: Mapping[str, Proxy] = OBJECTIVE_PROXIES,
     report: bool = False,
 ) -> tuple[tuple[Term, ...], bool]:
     """``"ntk_cond"``, ``"ntk_trace:max"``, ``"ntk_cond:min,params:min"`` or
@@ -44,7 +44,8 @@ def parse_terms(
 
     Args:
       spec: the text, or a list of ``name[:direction]`` parts.
-      registry: the proxies that may be named.
+      registry: the proxies that may be named (default: what a search computes, the per-block
+        proxies included).
       report: a name without a direction takes its ``report_direction`` (compare's reading)
         instead of its ``direction`` (a search's).
 

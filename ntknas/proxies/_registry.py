@@ -62,8 +62,9 @@ class Proxy:
 
 
 REGISTRY: dict[str, Proxy] = {}
-# The ViT-only proxies of the proxy study (experiments/vit_proxies.py): TF-TAS's DSS and the
-# per-block kernels; neither the scorer nor the search computes them yet.
+# The ViT-only proxies of the proxy study (experiments/vit_proxies.py): TF-TAS's DSS (only the
+# study computes it) and the per-block kernels (BLOCK_PROXIES below: the scorer computes them when
+# asked, for spaces that group their parameters into blocks).
 VIT_PROXIES: dict[str, Proxy] = {}
 
 
@@ -153,3 +154,12 @@ for _block in VIT_BLOCKS:
             _text.format(_block),
             into=VIT_PROXIES,
         )
+# The per-block proxies, and every proxy an objective may name (a search or score_many computes
+# the per-block ones when its objective names one).
+BLOCK_PROXIES: dict[str, Proxy] = {n: p for n, p in VIT_PROXIES.items() if p.family == "block ntk"}
+OBJECTIVE_PROXIES: dict[str, Proxy] = {**PROXIES, **BLOCK_PROXIES}
+
+
+def needs_blocks(terms) -> bool:
+    """Whether any of ``terms`` (:class:`~ntknas.proxies.Term` or names) is a per-block proxy."""
+    return any(getattr(t, "proxy", t) in BLOCK_PROXIES for t in terms)

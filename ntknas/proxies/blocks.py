@@ -5,17 +5,12 @@ param_blocks=...)``). TF-TAS found that attention and MLP layers call for differ
 here each block's kernel is read on its own: its trace, its smallest eigenvalue, its condition
 number, its effective rank, and its share of the full kernel's trace.
 
-:func:`vit_block` groups the parameters of the vit spaces' networks (the own AutoFormer network
-and the masked shared graph name their parameters alike):
-
-- ``attention``: ``Attention_0`` (qkv, output projection, relative-position tables);
-- ``mlp``: ``fc1`` and ``fc2``;
-- ``embedding``: the patch embedding, the class token and the position embedding;
-- ``head``: the classifier;
-- ``norm``: every LayerNorm.
+A space names its blocks by ``SearchSpace.param_block`` (the vit spaces: attention, MLP,
+embedding, head, norm; ``search_spaces.vit.param_block``); the scorer computes these proxies when
+an objective names one (``Scorer.score(..., blocks=True)``).
 
 Example:
-  >>> kernel_fn = ntk.ntk_fn(f, param_blocks=vit_block)
+  >>> kernel_fn = ntk.ntk_fn(f, param_blocks=get_space("vit-tiny").param_block)
   >>> block_proxies(kernel_fn(x, None, params))["blk_attention_eig_min"]
 """
 
@@ -28,35 +23,13 @@ from ._registry import BLOCK_MEASURES, VIT_BLOCKS
 from ._spectrum import spectrum
 from .normalized import scale_free_proxies
 
-_EMBEDDING = ("patch_embed", "cls_token", "pos_embed")
-
-
-def vit_block(path: tuple) -> str:
-    """The block of a vit-space parameter from its path (see the module docstring).
-
-    Raises:
-      ValueError: a path of none of the blocks (not a vit-space network).
-    """
-    keys = [str(k) for k in path]
-    if "Attention_0" in keys:
-        return "attention"
-    if "fc1" in keys or "fc2" in keys:
-        return "mlp"
-    if "head" in keys:
-        return "head"
-    if any(k in _EMBEDDING for k in keys):
-        return "embedding"
-    if "norm" in keys or any(k.startswith("LayerNorm") for k in keys):
-        return "norm"
-    raise ValueError(f"parameter {tuple(path)} belongs to no ViT block ({', '.join(VIT_BLOCKS)})")
-
 
 def block_proxies(kernels: dict, eps: float | None = None) -> dict[str, float]:
     """The per-block proxies of ``{block: (N, N, O, O) kernel}``.
 
     Args:
-      kernels: each block's kernel of one batch with itself (the blocks of :func:`vit_block`;
-        a missing block gives NaN).
+      kernels: each block's kernel of one batch with itself (the blocks of a space's
+        ``param_block``; a missing block gives NaN).
       eps: threshold for the condition numbers (default: epsilon of the kernels' dtype).
 
     Returns:

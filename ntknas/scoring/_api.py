@@ -79,7 +79,7 @@ def score_many(space, configs, *, on_row=None, **options):
 
     from search_spaces import SearchSpace, get_space
 
-    from ..proxies import PROXIES
+    from ..proxies import PROXIES, needs_blocks, parse_terms
 
     space = space if isinstance(space, SearchSpace) else get_space(space)
     opts = ScoreOptions(**options)
@@ -90,10 +90,12 @@ def score_many(space, configs, *, on_row=None, **options):
         except (ValueError, TypeError) as e:
             raise ValueError(f"config {i + 1}: {e}") from None
     scorer = _default_scorer(shared_graphs=len(checked) >= SHARED_GRAPH_MIN)
+    # the per-block proxies where the space's default objective (the score column) reads them
+    blocks = needs_blocks(parse_terms(space.default_objective)[0]) and len(checked) > 1
     rows = []
     for i, config in enumerate(checked):
         try:
-            row = scorer.score(space, config, opts).as_dict()
+            row = scorer.score(space, config, opts, blocks=blocks).as_dict()
             row["error"] = ""
         except Exception as e:  # one bad candidate must not lose the others' scores
             row = {"description": space.describe(config), "error": f"{type(e).__name__}: {e}"}

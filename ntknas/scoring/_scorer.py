@@ -56,6 +56,8 @@ class _Forward:
     f: Callable  # f(params, (inputs, state[, arch])) -> (N, O)
     vmap_axes: Any
     shared: Any = None  # the space's SharedGraph when the architecture is an input
+    # the space's param_block when the kernel is taken per parameter block (Scorer.score's blocks)
+    param_block: Callable | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,7 +65,9 @@ class _Compiled:
     """The compiled kernel of one (module, input shape, batch, BN mode, dtype, method)."""
 
     forward: _Forward
-    kernel: Callable  # kernel(params, state, inputs, *arch) -> (N, N, O, O); None matrix-free
+    # kernel(params, state, inputs, *arch) -> (N, N, O, O), per block {block: (N, N, O, O)} where
+    # the forward has a param_block; None matrix-free
+    kernel: Callable
     method: str
     ntk_flops: float | None
     compile_seconds: float
@@ -131,8 +135,22 @@ class Scorer:
         self.shared_graphs = shared_graphs
         self.shared_flops_max = shared_flops_max
 
-    def score(self, space, config: dict, options: ScoreOptions | None = None) -> Score:
-        """Every proxy of one config (see :func:`ntknas.scoring.score`)."""
+    def score(
+        self, space, config: dict, options: ScoreOptions | None = None, blocks: bool = False
+    ) -> Score:
+        """Every proxy of one config (see :func:`ntknas.scoring.score`).
+
+        Args:
+          blocks: the per-block proxies too (``blk_*``, :func:`ntknas.proxies.blocks.
+            block_proxies`): the kernel is taken per parameter block of the space's
+            ``param_block`` in one program (the blocks sum to the full kernel, from which the
+            other proxies come), and formed whatever ``options.matrix_free_above`` says, since
+            each block's spectrum needs its kernel. A search or ``score_many`` asks for them when
+            its objective names one.
+
+        Raises:
+          ValueError: ``blocks`` for a space without parameter blocks.
+        """
         import jax
 
         from search_spaces import SearchSpace, get_space
@@ -142,11 +160,17 @@ class Scorer:
         options = options or ScoreOptions()
         space = space if isinstance(space, SearchSpace) else get_space(space)
         config = apply_overrides(space, config, options)
-        memo = (space.name, canonical_json(config), options)
+        if blocks and space.param_block is None:
+            raise ValueError(
+                f"space {space.name} has no parameter blocks: the per-block proxies (blk_*) are "
+                "for spaces that define param_block (the vit spaces)"
+            )
+        memo = (space.name, canonical_json(config), options, blocks)
         if memo in self._results:
             return self._results[memo]
         start = time.perf_counter()
-        route = self._route(space, config, options, "auto" if self.shared_graphs else "own")
+        path = "auto" if self.shared_graphs else "own"
+        route = self._route(space, config, options, path, space.param_block if blocks else None)
         sizes = None
         if route.path == "shared":
             # The own network's parameter count and FLOPs come from tracing it (shapes only), in
@@ -159,6 +183,9 @@ class Scorer:
         variables = jax.block_until_ready(self._initial(route, options, inputs))
         init_seconds = time.perf_counter() - t0
         compiled, cached, kernel, kernel_seconds = self._evaluate(route, variables, inputs, options)
+        block_kernels = None
+        if isinstance(kernel, dict):  # per block: the full kernel is their sum
+            block_kernels, kernel = kernel, sum(kernel.values())
         if sizes is None:
             n_params = _count(variables["params"])
             flops = self.own_flops(space, config, options)
@@ -170,6 +197,10 @@ class Scorer:
             t0 = time.perf_counter()
             kernel_proxies, spectrum = proxies.operator_proxies(kernel, n_params)
             kernel_seconds += time.perf_counter() - t0
+        if block_kernels is not None:
+            from ..proxies.blocks import block_proxies
+
+            kernel_proxies = {**kernel_proxies, **block_proxies(block_kernels)}
         score = Score(
             space=space.name,
             config=config,
@@ -306,15 +337,19 @@ class Scorer:
         except ValueError:  # a config the graph does not hold (e.g. resnet's other stem)
             return None, None
 
-    def _route(self, space, config: dict, options: ScoreOptions, path: str) -> _Route:
+    def _route(
+        self, space, config: dict, options: ScoreOptions, path: str, param_block=None
+    ) -> _Route:
         """How a validated config is scored.
 
         Args:
           path: ``"own"``; ``"shared"`` (when a graph holds the config, else own); or ``"auto"``,
             the path rule (see :class:`Scorer`).
+          param_block: the space's ``param_block`` when the kernel is taken per block.
         """
         num_classes, input_shape = options.resolve_io(space)
         shapes = (tuple(input_shape), options.batch, options.bn, options.dtype, options.method)
+        shapes += ("blocks",) if param_block is not None else ()
         graph, arch = self._held(space, config, options)
         if path == "auto" and graph is not None:
             fits = self.shared_for_every_config(space, options)
@@ -328,7 +363,7 @@ class Scorer:
         io = dict(config=config, num_classes=num_classes, input_shape=input_shape, graph=graph)
         if path == "shared" and graph is not None:
             key = ("shared graph", type(space), space.name, num_classes, shapes)
-            forward = _forward(graph.module, options, graph)
+            forward = _forward(graph.module, options, graph, param_block)
             return _Route(path="shared", key=key, forward=forward, arch=arch, **io)
         module = space.build(config, num_classes=num_classes, input_shape=input_shape)
         try:
@@ -336,7 +371,8 @@ class Scorer:
             hash(key)
         except TypeError:  # an unhashable module: fall back to the config itself
             key = (space.name, canonical_json(config), num_classes, shapes)
-        return _Route(path="own", key=key, forward=_forward(module, options), **io)
+        forward = _forward(module, options, param_block=param_block)
+        return _Route(path="own", key=key, forward=forward, **io)
 
     @staticmethod
     def _inputs(options: ScoreOptions, input_shape):
@@ -384,7 +420,8 @@ class Scorer:
         params = variables["params"]
         state = {k: v for k, v in variables.items() if k != "params"}
         arch = () if route.arch is None else (jnp.asarray(route.arch, _dtype(options)),)
-        matrix_free = options.matrix_free(route.num_classes)
+        # per-block spectra need each block's kernel formed
+        matrix_free = options.matrix_free(route.num_classes) and route.forward.param_block is None
         key = (route.key, "matrix-free") if matrix_free else route.key
         compiled = self._models.get(key)
         cached = compiled is not None
@@ -401,9 +438,11 @@ class Scorer:
             xs = (inputs, state, *arch)
             kernel = proxies.kernel_operator(route.forward.f, xs, params, mvp=compiled.mvp)
         else:
-            kernel = np.asarray(
-                jax.block_until_ready(compiled.kernel(params, state, inputs, *arch))
-            )
+            out = jax.block_until_ready(compiled.kernel(params, state, inputs, *arch))
+            if isinstance(out, dict):  # per parameter block
+                kernel = {k: np.asarray(v) for k, v in out.items()}
+            else:
+                kernel = np.asarray(out)
         return compiled, cached, kernel, time.perf_counter() - t0
 
 
@@ -466,8 +505,9 @@ def _count(params) -> int:
     return sum(math.prod(p.shape) for p in jax.tree.leaves(params))
 
 
-def _forward(module, options: ScoreOptions, shared=None) -> _Forward:
-    """``f(params, (inputs, state[, arch]))``: ``arch`` is there for a shared graph only."""
+def _forward(module, options: ScoreOptions, shared=None, param_block=None) -> _Forward:
+    """``f(params, (inputs, state[, arch]))``: ``arch`` is there for a shared graph only;
+    ``param_block``: the kernel is taken per parameter block."""
     if options.bn == "eval":
 
         def f(params, xs):
@@ -486,7 +526,7 @@ def _forward(module, options: ScoreOptions, shared=None) -> _Forward:
             return out
 
         vmap_axes = None  # batch statistics couple the examples
-    return _Forward(module=module, f=f, vmap_axes=vmap_axes, shared=shared)
+    return _Forward(module=module, f=f, vmap_axes=vmap_axes, shared=shared, param_block=param_block)
 
 
 def _compile(forward: _Forward, options: ScoreOptions, params, state, inputs, arch) -> _Compiled:
@@ -500,7 +540,10 @@ def _compile(forward: _Forward, options: ScoreOptions, params, state, inputs, ar
         # bn="train" on a network without BatchNorm: no batch statistics couple the examples,
         # so the kernel is taken per example (the same kernel, far cheaper to structure)
         vmap_axes = ((0, None) if not arch else (0, None, None), 0)
-    kernel_fn = ntk.ntk_fn(forward.f, method=options.method, vmap_axes=vmap_axes)
+    blocks = forward.param_block
+    kernel_fn = ntk.ntk_fn(
+        forward.f, method=options.method, vmap_axes=vmap_axes, param_blocks=blocks
+    )
     # Compiled from auto's own lowering of the chosen method: nothing is traced twice.
     exe = kernel_fn.compile((inputs, state, *arch), None, params)
 
@@ -510,7 +553,7 @@ def _compile(forward: _Forward, options: ScoreOptions, params, state, inputs, ar
     compile_seconds = time.perf_counter() - t0
     if options.method == "auto":  # explain() is cached: this reads the choice made while compiling
         xs = (inputs, state, *arch)
-        expl = ntk.explain(forward.f, xs, None, params, vmap_axes=vmap_axes)
+        expl = ntk.explain(forward.f, xs, None, params, vmap_axes=vmap_axes, param_blocks=blocks)
         method, ntk_flops = expl.method, expl.estimates[expl.method].flops
     else:
         method, ntk_flops = options.method, _flops(exe.cost_analysis())

@@ -37,7 +37,8 @@ def leaderboard(study, top: int | None = None, sort: str | None = None):
     Returns:
       A ``pandas.DataFrame`` with columns ``rank``, ``trial``, ``description``, ``short`` (the
       space's :meth:`~search_spaces.SearchSpace.short`, the table's cell), every proxy of
-      :data:`ntknas.proxies.PROXIES`, ``method``, ``path`` (which scored it: ``own`` or
+      :data:`ntknas.proxies.PROXIES` (and the per-block ``blk_*`` where the study computed
+      them), ``method``, ``path`` (which scored it: ``own`` or
       ``shared``), ``seconds`` and its parts (``compile_seconds``, ``init_seconds``,
       ``kernel_seconds``), the scoring options, and ``config``
       (canonical JSON). Multi-objective studies also get ``pareto`` (on the Pareto front); a
@@ -60,7 +61,7 @@ def leaderboard(study, top: int | None = None, sort: str | None = None):
     pareto = set()
     if len(study.directions) > 1:
         pareto = {t.number for t in study.best_trials}
-    rows, seen = [], set()
+    rows, seen, blocks = [], set(), []
     for t in study.get_trials(deepcopy=False):
         attrs = t.user_attrs
         if t.state.name != "COMPLETE" or "ntk_cond" not in attrs or out_of_budget(t):
@@ -71,12 +72,15 @@ def leaderboard(study, top: int | None = None, sort: str | None = None):
         row = {"trial": t.number, "description": attrs.get("description", "")}
         row["short"] = attrs.get("short", row["description"])  # studies before `short`
         row.update({name: attrs.get(name) for name in proxies.PROXIES})
+        # the per-block proxies, where the study's objective had them computed
+        row.update({name: attrs[name] for name in proxies.BLOCK_PROXIES if name in attrs})
+        blocks = blocks or [name for name in proxies.BLOCK_PROXIES if name in attrs]
         row.update({name: attrs.get(name) for name in _META})
         if pareto:
             row["pareto"] = t.number in pareto
         row["config"] = attrs.get("config")
         rows.append(row)
-    columns = ["trial", "description", "short", *proxies.PROXIES, *_META]
+    columns = ["trial", "description", "short", *proxies.PROXIES, *blocks, *_META]
     columns += ["pareto"] if pareto else []
     df = pd.DataFrame(rows, columns=[*columns, "config"])
     if target is not None:

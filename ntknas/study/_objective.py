@@ -87,6 +87,9 @@ class Objective:
         self.budget = budget or Budget()
         self.on_fail = on_fail
         self.misses = 0
+        self.blocks = proxies.needs_blocks(
+            targets
+        )  # per-block kernels, where the objective reads them
         self.on_wait = None  # called while waiting on a duplicate (a worker fails dead peers)
         self._seen: dict[str, tuple[int, dict[str, Any]]] = {}
 
@@ -141,7 +144,8 @@ class Objective:
                 scores = {k: v for k, v in attrs.items() if k not in ("reused_from",)}
                 scores["reused_from"] = number
             else:
-                scores = self.scorer.score(self.space, config, self.options).as_dict()
+                score = self.scorer.score(self.space, config, self.options, blocks=self.blocks)
+                scores = score.as_dict()
                 scores.pop("config"), scores.pop("space")
             for k, v in scores.items():
                 trial.set_user_attr(k, v)

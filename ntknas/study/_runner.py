@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from .. import proxies
 from . import _objective, _samplers, _storage
 from ._budget import SPACE_DEFAULT, check_reachable, resolve_budget
 from ._job import Job, open_study, run_worker
@@ -101,6 +102,11 @@ def search(
     space = space if isinstance(space, SearchSpace) else get_space(space)
     objective = space.default_objective if objective is None else objective
     targets = _objective.parse_objective(objective)
+    if proxies.needs_blocks(targets) and space.param_block is None:
+        raise ValueError(
+            f"objective {objective!r}: space {space.name} has no parameter blocks, so no "
+            "per-block proxies (blk_*); those are for the vit spaces"
+        )
     options = ScoreOptions(seed=seed, **score_options)
     if not isinstance(n_trials, int) or isinstance(n_trials, bool) or n_trials < 0:
         raise ValueError(f"n_trials must be a non-negative int, got {n_trials!r}")

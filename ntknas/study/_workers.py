@@ -144,13 +144,13 @@ class PoisonGuard:
     def __init__(self, scorer, storage, study_id: int):
         self.scorer, self.storage, self.study_id = scorer, storage, study_id
 
-    def score(self, space, config, options):
+    def score(self, space, config, options, blocks: bool = False):
         from ..scoring import canonical_json
 
         why = _heartbeat.poisoned_configs(self.storage, self.study_id).get(canonical_json(config))
         if why is not None:
             raise PoisonedCandidate(f"not scored again: {why}")
-        return self.scorer.score(space, config, options)
+        return self.scorer.score(space, config, options, blocks=blocks)
 
     def __getattr__(self, name):
         return getattr(self.scorer, name)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ntknas import ntk
-from ntknas.proxies.blocks import vit_block
+from search_spaces.vit import param_block as vit_block
 
 from .._tiny_vit import tiny_vit
 from . import zoo
