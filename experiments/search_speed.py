@@ -6,7 +6,9 @@ persistent compilation cache (so no run profits from another's compiles): throug
 networks (``own``: a compile per new architecture), through the space's shared graph
 (``shared``: one compile for the space, then init and kernel per candidate), and as searches score
 them (``auto``: the path rule of :class:`ntknas.scoring.Scorer` picks per candidate; ``path``
-lists the paths it took). All three draw the same initial values, so their scores agree. Printed
+lists the paths it took). All three draw the same initial values, so their scores agree, and all
+compute what a search with the space's default objective computes (the kernel per parameter block
+where that objective names a per-block proxy). Printed
 per run: candidates per minute (all of it, first compile included, and the
 steady state after the first candidate), median seconds per candidate split into compile, init and
 kernel, and the kernel's share of the matmul FLOP floor: the candidate's own kernel FLOPs at the
@@ -78,14 +80,17 @@ def score_path(space, configs, options, run: str) -> dict:
     rows and the wall time."""
     import math
 
+    from ntknas import proxies
     from ntknas.scoring import Scorer
 
     bound = math.inf if run == "shared" else None  # None: the space's own rule
     scorer = Scorer(shared_graphs=run != "own", shared_flops_max=bound)
+    # what a search with the space's default objective computes (per-block kernels if it reads one)
+    blocks = proxies.needs_blocks(proxies.parse_terms(space.default_objective)[0])
     rows = []
     t0 = time.perf_counter()
     for config in configs:
-        s = scorer.score(space, config, options)
+        s = scorer.score(space, config, options, blocks=blocks)
         row = {"path": s.path, **{k: getattr(s, k) for k in PATH_FIELDS}}
         rows.append(row | {"ntk_trace": s["ntk_trace"], "ntk_cond": s["ntk_cond"]})
     return {"rows": rows, "wall": time.perf_counter() - t0}
