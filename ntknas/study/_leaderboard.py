@@ -140,15 +140,25 @@ def render(df, fmt: str = "table", study=None, console=None, objective=None) -> 
     )
     for c in cols:
         table.add_column(
-            "network" if c == "short" else c,
+            _header(c),
             justify="left" if c == "short" else "right",
             no_wrap=True,  # one line per candidate: a column too wide is cut, never wrapped
             overflow="ellipsis",
+            # the network is never cut: where the row is too wide, other columns give way
+            min_width=int(df["short"].astype(str).str.len().max()) if c == "short" else None,
         )
     for _, row in df.iterrows():
         table.add_row(*[_cell(row.get(c), c) for c in cols])
     (console or Console()).print(table)
     return None
+
+
+def _header(column: str) -> str:
+    """A column's title in the table: ``network`` for the short description, a per-block proxy
+    without its ``blk_`` prefix (``head_share``); CSV and JSON keep the full names."""
+    if column == "short":
+        return "network"
+    return column.removeprefix("blk_") if column in proxies.BLOCK_PROXIES else column
 
 
 def _cell(v, column: str = "") -> str:

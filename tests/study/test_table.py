@@ -28,7 +28,7 @@ def _frame(space, configs, rank_column):
     """Leaderboard-like rows whose numbers take the widest forms ``render`` writes."""
     rows = []
     for i, config in enumerate(configs):
-        row = {name: -1.234567e-05 * (i + 1) for name in proxies.PROXIES}
+        row = {name: -1.234567e-05 * (i + 1) for name in proxies.OBJECTIVE_PROXIES}
         row.update(
             rank=i + 1,
             description=space.describe(config),
