@@ -30,12 +30,11 @@ from search_spaces.vit import param_block as vit_block  # noqa: E402
 SHAPE = (32, 32, 3)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--space", default="vit-tiny")
-    ap.add_argument("--candidates", type=int, default=4)
-    args = ap.parse_args(argv)
-    space = get_space(args.space)
+def graph_candidates(space_name: str, n: int):
+    """``(f, [((x, arch), params), ...])``: the space's masked graph as ``f(params, (x, arch))``
+    at 32x32, Gaussian data, batch 4, 10 logits, and ``n`` seeded random candidates (their own
+    float32 initial values placed in the graph, seed 0)."""
+    space = get_space(space_name)
     graph = space.shared_graph(10, SHAPE)
     module = graph.module
     x = jnp.asarray(data.load_batch("gaussian", 4, SHAPE, 0), jnp.float32)
@@ -44,12 +43,20 @@ def main(argv=None) -> int:
         inputs, arch = xs
         return module.apply({"params": params}, inputs, arch)
 
-    configs = [space.validate(c) for c in candidates(space, args.candidates, 0)]
     inputs = []
-    for c in configs:
+    for c in (space.validate(c) for c in candidates(space, n, 0)):
         variables = graph.init_own(jax.random.PRNGKey(0), x[:1], c)
         params = jax.tree.map(lambda a: a.astype(jnp.float32), variables["params"])
         inputs.append(((x, jnp.asarray(graph.encode(c), jnp.float32)), params))
+    return f, inputs
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--space", default="vit-tiny")
+    ap.add_argument("--candidates", type=int, default=4)
+    args = ap.parse_args(argv)
+    f, inputs = graph_candidates(args.space, args.candidates)
     full = []
     for name, extra in (("full kernel", {}), ("per-block kernels", {"param_blocks": vit_block})):
         kernel_fn = ntk.ntk_fn(

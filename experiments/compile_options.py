@@ -1,7 +1,7 @@
 """XLA CPU compile options for the search's kernel, side by side in one run.
 
 Lowers a space's masked-graph kernel (the program ``ntknas search`` compiles once per space and
-setting: structured derivatives, 32x32, Gaussian data, batch 4, 10 logits, BN train) once, then
+setting: structured derivatives, 32x32, Gaussian data, batch 4, 10 logits) once, then
 compiles it with XLA's default CPU options and with each candidate option set, alternating, and
 times each executable on the same seeded candidates. Prints compile seconds, the median run
 seconds and the largest difference between the kernels (the HLO is the same; the code generator
@@ -22,14 +22,11 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from search_speed import candidates  # noqa: E402
+from block_cost import graph_candidates  # noqa: E402
 
-from ntknas import data, ntk  # noqa: E402
-from search_spaces import get_space  # noqa: E402
+from ntknas import ntk  # noqa: E402
 
-SHAPE = (32, 32, 3)
 OPTIONS = {
     "XLA defaults": {},  # not None: Lowered.compile() keeps the executable of a no-options call
     "legacy fusion (xla_cpu_use_fusion_emitters=false)": {"xla_cpu_use_fusion_emitters": False},
@@ -45,27 +42,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=2, help="compiles per option set")
     ap.add_argument("--runs", type=int, default=3, help="runs per candidate (median)")
     args = ap.parse_args(argv)
-    space = get_space(args.space)
-    graph = space.shared_graph(10, SHAPE)
-    module = graph.module
-    x = jnp.asarray(data.load_batch("gaussian", 4, SHAPE, 0), jnp.float32)
-
-    def f(params, xs):
-        inputs, arch, stats = xs
-        out, _ = module.apply(
-            {"params": params, **stats}, inputs, arch, train=True, mutable=["batch_stats"]
-        )
-        return out
-
-    kernel_fn = ntk.ntk_fn(f, method="structured_derivatives", vmap_axes=((0, None, None), 0))
-    configs = [space.validate(c) for c in candidates(space, args.candidates, 0)]
-    inputs = []
-    for c in configs:
-        variables = graph.init_own(jax.random.PRNGKey(0), x[:1], c)
-        variables = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), variables)
-        stats = {k: v for k, v in variables.items() if k != "params"}
-        arch = jnp.asarray(graph.encode(c), jnp.float32)
-        inputs.append((variables["params"], (x, arch, stats)))
+    f, inputs = graph_candidates(args.space, args.candidates)
+    kernel_fn = ntk.ntk_fn(f, method="structured_derivatives", vmap_axes=((0, None), 0))
+    inputs = [(params, xs) for xs, params in inputs]
 
     t0 = time.perf_counter()
     lowered = jax.jit(lambda p, xs: kernel_fn(xs, None, p)).lower(*inputs[0])
