@@ -298,13 +298,19 @@ def test_only_table(space: str, test: pd.DataFrame) -> list[str]:
     return [*lines, "", f"Shipped objective on test {against_size(test, default)}.", ""]
 
 
+def load_setting(space: str, setting: str) -> pd.DataFrame | None:
+    """A setting's rows from its full-kernel run, else from its per-block run."""
+    df = load(space, setting)
+    return df if df is not None else load(space, setting, blocks=True)
+
+
 def settings_table(space: str) -> list[str]:
-    base = load(space)
+    base = load_all(space)
     lines = []
     for setting in vit_proxies.SETTINGS:
         if setting == "default":
             continue
-        other = load(space, setting)
+        other = load_setting(space, setting)
         if other is None or base is None:
             continue
         ids = set(other.arch_id) & set(base[base.split == "dev"].arch_id)
@@ -318,7 +324,9 @@ def settings_table(space: str) -> list[str]:
                 "",
                 "| proxy | default | "
                 + " | ".join(
-                    s for s in vit_proxies.SETTINGS if s != "default" and load(space, s) is not None
+                    s
+                    for s in vit_proxies.SETTINGS
+                    if s != "default" and load_setting(space, s) is not None
                 )
                 + " |",
             ]
@@ -335,6 +343,8 @@ def settings_table(space: str) -> list[str]:
             "flops",
             "synflow",
             "dss",
+            *[p for p in ("blk_head_share", "blk_attention_share") if p in a and p in b],
+            shipped(space),
         ]:
             rows.setdefault(name, [f"{rho(a, name, 0)['spearman']:+.2f} (n={len(ids)})"])
             rows[name].append(f"{rho(b, name, 0)['spearman']:+.2f}")
