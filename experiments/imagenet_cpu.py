@@ -55,7 +55,7 @@ def _exact(case, name: str, args) -> dict:
     t0 = time.perf_counter()
     exe = kernel_fn.compile(case.x, None, case.params)
     compile_s = time.perf_counter() - t0
-    peak, flops = bench._peak_bytes(exe), bench._flops(exe)
+    peak, flops = bench._peak_bytes(exe), kernel_fn.flops(case.x, None, case.params)
     method = args.method
     if method == "auto":
         method = ntk.explain(case.f, case.x, None, case.params, memory_budget=args.budget).method

@@ -6,6 +6,7 @@ Shapes: an output leaf of ``f`` of shape ``(N, O)`` gives a kernel of shape ``(N
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -83,6 +84,7 @@ class KernelFn:
     options: Options = Options()
     _run: Callable = field(init=False, repr=False)
     _executables: dict = field(init=False, repr=False, default_factory=dict)
+    _blocks: dict = field(init=False, repr=False, default_factory=dict)  # key -> block size run
 
     def __post_init__(self):
         object.__setattr__(self, "_run", jax.jit(self._traced))
@@ -114,6 +116,27 @@ class KernelFn:
         if exe is None:
             raise TypeError("f is not hashable, so its compiled kernels cannot be cached")
         return exe
+
+    def flops(self, x1: Batch, x2: Batch | None = None, params=None) -> float:
+        """XLA's FLOP count of the whole kernel for these shapes (NaN where XLA gives none).
+
+        Counted on the program with every basis vector at once, whatever block size runs: a
+        blocked kernel is a loop, and XLA's cost analysis counts a loop's body once, so a blocked
+        program's own count would be one block's. Read off the compiled kernel when it is not
+        blocked; otherwise the kernel is traced again without blocks (never compiled). With
+        ``method="auto"``, the chosen method's.
+        """
+        check_arrays(params, "params")
+        check_arrays(x1, "x1")
+        key = self._key(x1, x2, params)
+        if key is not None and self._blocks.get(key) == _compiled.UNBLOCKED:
+            cost = _auto.xla_cost(self._executables[key])
+            if cost is not None:
+                return cost[0]
+        m, options, _ = self._resolved(x1, x2, params)
+        options = dataclasses.replace(options, block_size=_compiled.UNBLOCKED)
+        cost = _auto.xla_cost(_compiled.lower(self._compute_fn(m, options), x1, x2, params))
+        return float("nan") if cost is None else cost[0]
 
     def _run_auto(self, exe, x1, x2, params):
         """Runs auto's choice; when it fails as it runs, the next method in auto's ranking.
@@ -193,10 +216,13 @@ class KernelFn:
             return None
         if key not in self._executables:
             m, options, compiled = self._resolved(x1, x2, params)
+            block = options.block_size
             if compiled is None:  # a fixed method, or auto's choice made by an earlier call
                 args = (x1, x2, params)
-                compiled = _compiled.fit_kernel(self.f, m, options, args).compiled
+                fitted = _compiled.fit_kernel(self.f, m, options, args)
+                compiled, block = fitted.compiled, fitted.block_size
             self._executables[key] = compiled
+            self._blocks[key] = block
         return self._executables[key]
 
 

@@ -279,8 +279,9 @@ class _Lowering:
     """Lowers one method for these arguments into ``lowered`` and costs it (never raises), and
     compiles it with the largest blocks that fit the budget (reusing that lowering).
 
-    Methods are lowered with every basis vector at once unless the caller fixed a block size:
-    XLA's cost analysis counts a loop's body once, so blocks would hide FLOPs from the costs.
+    Methods are lowered with every basis vector at once, also where the caller fixed a block
+    size: XLA's cost analysis counts a loop's body once, so blocks would hide FLOPs from the costs
+    (a fixed block size is then lowered again to compile).
     """
 
     f: Callable
@@ -289,7 +290,7 @@ class _Lowering:
     lowered: dict
 
     def __call__(self, m: NtkMethod) -> Estimate:
-        options = dataclasses.replace(self.options, block_size=first_block(self.options))
+        options = dataclasses.replace(self.options, block_size=UNBLOCKED)
         fn = functools.partial(compute, self.f, m, options)
         try:
             self.lowered[m.value] = lower(fn, *self.args)
@@ -298,7 +299,9 @@ class _Lowering:
         return estimate_lowered(self.lowered[m.value], m.value)
 
     def fit(self, m: NtkMethod):
-        return fit_kernel(self.f, m, self.options, self.args, self.lowered[m.value])
+        reuse = first_block(self.options) == UNBLOCKED  # the lowering is the program to compile
+        lowered = self.lowered[m.value] if reuse else None
+        return fit_kernel(self.f, m, self.options, self.args, lowered)
 
 
 def _describe(e: Exception) -> str:

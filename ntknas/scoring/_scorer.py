@@ -551,12 +551,12 @@ def _compile(forward: _Forward, options: ScoreOptions, params, state, inputs, ar
         return exe((inputs, state, *arch), None, params)
 
     compile_seconds = time.perf_counter() - t0
+    xs = (inputs, state, *arch)
     if options.method == "auto":  # explain() is cached: this reads the choice made while compiling
-        xs = (inputs, state, *arch)
         expl = ntk.explain(forward.f, xs, None, params, vmap_axes=vmap_axes, param_blocks=blocks)
         method, ntk_flops = expl.method, expl.estimates[expl.method].flops
     else:
-        method, ntk_flops = options.method, _flops(exe.cost_analysis())
+        method, ntk_flops = options.method, kernel_fn.flops(xs, None, params)
     return _Compiled(
         forward=forward,
         kernel=kernel,

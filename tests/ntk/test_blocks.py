@@ -49,6 +49,25 @@ def test_a_small_memory_budget_walks_the_basis_in_a_loop(method):
     assert rel_err(small, ntk.ntk_fn(c.f, method=method)(c.x1, c.x2, c.params)) < 1e-12
 
 
+@pytest.mark.parametrize("method", ["auto", *METHODS])
+def test_flops_count_every_block(method):
+    # XLA's cost analysis counts a loop's body once: a blocked program's own count is one block's,
+    # so KernelFn.flops must count the program without blocks, whatever block size runs.
+    c = WIDE_OUT_FCN
+    whole = ntk.ntk_fn(c.f, method=method, block_size=10**9)
+    blocked = ntk.ntk_fn(c.f, method=method, block_size=4)
+    want = whole.flops(c.x1, c.x2, c.params)
+    compiled = blocked.compile(c.x1, c.x2, c.params)
+    one_block = compiled.cost_analysis()
+    one_block = (one_block[0] if isinstance(one_block, list) else one_block)["flops"]
+    assert want > 1.2 * one_block  # 32 outputs in blocks of 4: the loop hides FLOPs
+    if method == "ntk_vector_products":  # all its FLOPs are in the loop
+        assert want > 4 * one_block
+    assert blocked.flops(c.x1, c.x2, c.params) == pytest.approx(want, rel=1e-9)
+    assert whole.compile(c.x1, c.x2, c.params) is not None
+    assert whole.flops(c.x1, c.x2, c.params) == pytest.approx(want, rel=0.5)  # compiled count
+
+
 def test_block_size_must_be_positive():
     with pytest.raises(ValueError, match="block_size"):
         ntk.ntk_fn(lambda p, x: x @ p, block_size=0)
