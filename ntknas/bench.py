@@ -24,6 +24,7 @@ import jax
 import numpy as np
 
 from ntknas import ntk
+from ntknas.bench_nets import cnn_apply, fcn_apply
 from ntknas.ntk._auto import peak_bytes
 
 METHODS = ("jacobian_contraction", "ntk_vector_products", "structured_derivatives")
@@ -46,14 +47,8 @@ def fcn_case(width: int, o: int, n: int = 8, depth: int = 10, din: int = 3, seed
         jax.random.normal(keys[i], (dims[i], dims[i + 1])) / math.sqrt(dims[i])
         for i in range(depth)
     ]
-
-    def f(p, x):
-        for w in p[:-1]:
-            x = jax.nn.relu(x @ w)
-        return x @ p[-1]
-
     x = jax.random.normal(keys[-1], (n, din))
-    return Case(f"fcn W={width} O={o}", f, params, x, dict(family="fcn", W=width, O=o, N=n))
+    return Case(f"fcn W={width} O={o}", fcn_apply, params, x, dict(family="fcn", W=width, O=o, N=n))
 
 
 def cnn_case(
@@ -69,18 +64,8 @@ def cnn_case(
         ],
         "head": jax.random.normal(keys[depth], (width, o)) / math.sqrt(width),
     }
-
-    def f(p, x):
-        for w in p["convs"]:
-            x = jax.nn.relu(
-                jax.lax.conv_general_dilated(
-                    x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
-                )
-            )
-        return x.mean(axis=(1, 2)) @ p["head"]
-
     x = jax.random.normal(keys[-1], (n, size, size, 3))
-    return Case(f"cnn W={width} O={o}", f, params, x, dict(family="cnn", W=width, O=o, N=n))
+    return Case(f"cnn W={width} O={o}", cnn_apply, params, x, dict(family="cnn", W=width, O=o, N=n))
 
 
 def vit_case(
