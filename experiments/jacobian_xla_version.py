@@ -7,7 +7,15 @@ version from ntknas in `reference_compare.py`'s CNN Jacobian-contraction gap::
     /tmp/ntref/bin/python experiments/jacobian_xla_version.py
 
 It builds `reference_compare.py`'s CNN W=64, O=10 case (N=8) and times, compile excluded,
-median of 3: ``vmap(jacrev)`` over examples, and that Jacobian contracted into the kernel.
+median of 3: ``vmap(jacrev)`` over examples, that Jacobian contracted into the kernel, and the
+NTK-vector-product kernel as the reference builds it (per pair of examples, the Jacobian of the
+linear map v -> J1 J2^T v). It then times the convolutions inside that Jacobian one by one
+(64 -> 64 channels, 3x3, 32x32, N=8 examples, O=10 basis vectors):
+
+- the weight cotangent per example and basis vector, as ``vmap(vjp)`` makes it (JAX's transpose
+  rule batched over examples: one convolution with ``feature_group_count=N``);
+- the same values from ``conv_general_dilated_patches`` and one batched contraction;
+- the input cotangent (a convolution over N*O images) and the forward convolution (N images).
 """
 
 from __future__ import annotations
@@ -16,6 +24,8 @@ import os
 import statistics
 import sys
 import time
+
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -48,9 +58,55 @@ def main() -> int:
         leaves = jax.tree.leaves(jac(x, p))
         return sum(jnp.einsum("ia...,jb...->ijab", a, a) for a in leaves)
 
+    def ntk_vp(x, p):
+        def pair(x1, x2):
+            def linear(v):
+                cotangent = jax.vjp(lambda q: f(q, x2[None])[0], p)[1](v)[0]
+                return jax.jvp(lambda q: f(q, x1[None])[0], (p,), (cotangent,))[1]
+
+            out = jax.eval_shape(lambda q: f(q, x2[None])[0], p)
+            return jax.jacfwd(linear)(jnp.ones(out.shape, out.dtype))
+
+        return jax.vmap(lambda a: jax.vmap(lambda b: pair(a, b))(x))(x)
+
     print(f"jax {jax.__version__}")
     print(f"vmap(jacrev) Jacobian: {timed(jac, x, params):.4f} s")
     print(f"Jacobian + contraction: {timed(kernel, x, params):.4f} s")
+    print(f"NTK-vector products (per pair, reference's form): {timed(ntk_vp, x, params):.4f} s")
+
+    rng = np.random.default_rng(0)
+    n, o, c = 8, 10, 64
+    acts = jnp.asarray(rng.standard_normal((n, 32, 32, c)), jnp.float32)
+    cots = jnp.asarray(rng.standard_normal((n, o, 32, 32, c)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 3, c, c)) / np.sqrt(9 * c), jnp.float32)
+    dims = ("NHWC", "HWIO", "NHWC")
+
+    def conv(a, k):
+        return jax.lax.conv_general_dilated(a, k, (1, 1), "SAME", dimension_numbers=dims)
+
+    def weight_cotangent_vjp(a, g):
+        def one(ai, gi):  # one example, one basis vector
+            return jax.vjp(lambda k: conv(ai[None], k), w)[1](gi[None])[0]
+
+        return jax.vmap(lambda ai, gn: jax.vmap(lambda gi: one(ai, gi))(gn))(a, g)
+
+    def weight_cotangent_patches(a, g):
+        patches = jax.lax.conv_general_dilated_patches(
+            a, (3, 3), (1, 1), "SAME", dimension_numbers=dims
+        )  # (N, H, W, C*9), the feature dimension ordered (C, kh, kw)
+        k = jnp.einsum("nhwf,nohwd->nofd", patches, g)
+        return jnp.moveaxis(k.reshape(n, o, c, 3, 3, c), 2, 4)  # (N, O, kh, kw, C_in, C_out)
+
+    a_vjp = np.asarray(jax.jit(weight_cotangent_vjp)(acts, cots))
+    a_patches = np.asarray(jax.jit(weight_cotangent_patches)(acts, cots))
+    diff = np.abs(a_vjp - a_patches).max() / np.abs(a_vjp).max()
+    t_vjp = timed(weight_cotangent_vjp, acts, cots)
+    t_patches = timed(weight_cotangent_patches, acts, cots)
+    t_input = timed(conv, cots.reshape(n * o, 32, 32, c), w)
+    print(f"weight cotangent, vmap(vjp) (grouped conv): {t_vjp:.4f} s")
+    print(f"weight cotangent, patches + contraction: {t_patches:.4f} s (max rel diff {diff:.1e})")
+    print(f"input cotangent, conv over N*O images: {t_input:.4f} s")
+    print(f"forward conv, N images: {timed(conv, acts, w):.4f} s")
     return 0
 
 
