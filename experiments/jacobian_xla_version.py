@@ -1,7 +1,9 @@
-"""The same pure-JAX per-example Jacobian, timed in whichever jax runs this script.
+"""The same pure-JAX per-example Jacobian and NTK-vector products, timed in whichever jax runs
+this script.
 
 Run it with this project's python and with the reference environment's to separate the XLA
-version from ntknas in `reference_compare.py`'s CNN Jacobian-contraction gap::
+version from ntknas in `reference_compare.py`'s CNN Jacobian-contraction and NTK-vector-product
+gaps::
 
     python experiments/jacobian_xla_version.py
     /tmp/ntref/bin/python experiments/jacobian_xla_version.py
@@ -51,8 +53,11 @@ def main() -> int:
 
     f, params, x = build("cnn W=64 O=10")
 
+    def single(p, xi):  # f on one example, without its batch axis
+        return f(p, xi[None])[0]
+
     def jac(x, p):
-        return jax.vmap(jax.jacrev(lambda p, xi: f(p, xi[None])[0]), (None, 0))(p, x)
+        return jax.vmap(jax.jacrev(single), (None, 0))(p, x)
 
     def kernel(x, p):
         leaves = jax.tree.leaves(jac(x, p))
@@ -61,10 +66,10 @@ def main() -> int:
     def ntk_vp(x, p):
         def pair(x1, x2):
             def linear(v):
-                cotangent = jax.vjp(lambda q: f(q, x2[None])[0], p)[1](v)[0]
-                return jax.jvp(lambda q: f(q, x1[None])[0], (p,), (cotangent,))[1]
+                cotangent = jax.vjp(lambda q: single(q, x2), p)[1](v)[0]
+                return jax.jvp(lambda q: single(q, x1), (p,), (cotangent,))[1]
 
-            out = jax.eval_shape(lambda q: f(q, x2[None])[0], p)
+            out = jax.eval_shape(single, p, x2)
             return jax.jacfwd(linear)(jnp.ones(out.shape, out.dtype))
 
         return jax.vmap(lambda a: jax.vmap(lambda b: pair(a, b))(x))(x)
