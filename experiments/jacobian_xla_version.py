@@ -17,7 +17,8 @@ linear map v -> J1 J2^T v). It then times the convolutions inside that Jacobian 
 - the weight cotangent per example and basis vector, as ``vmap(vjp)`` makes it (JAX's transpose
   rule batched over examples: one convolution with ``feature_group_count=N``);
 - the same values from ``conv_general_dilated_patches`` and one batched contraction;
-- the input cotangent (a convolution over N*O images) and the forward convolution (N images).
+- the input cotangent (a convolution over N*O images) with its GFLOP/s, a matrix product of the
+  same FLOPs, and the forward convolution (N images).
 """
 
 from __future__ import annotations
@@ -110,7 +111,15 @@ def main() -> int:
     t_input = timed(conv, cots.reshape(n * o, 32, 32, c), w)
     print(f"weight cotangent, vmap(vjp) (grouped conv): {t_vjp:.4f} s")
     print(f"weight cotangent, patches + contraction: {t_patches:.4f} s (max rel diff {diff:.1e})")
-    print(f"input cotangent, conv over N*O images: {t_input:.4f} s")
+    conv_flops = 2 * n * o * 32 * 32 * c * c * 9
+    print(
+        f"input cotangent, conv over N*O images: {t_input:.4f} s "
+        f"({conv_flops / t_input / 1e9:.0f} GFLOP/s)"
+    )
+    # the same FLOPs as one matrix product: what the CPU reaches outside a convolution
+    lhs = jnp.asarray(rng.standard_normal((n * o * 32 * 32, 9 * c)), jnp.float32)
+    t_matmul = timed(jnp.matmul, lhs, w.reshape(9 * c, c))
+    print(f"matmul of the same FLOPs: {t_matmul:.4f} s ({conv_flops / t_matmul / 1e9:.0f} GFLOP/s)")
     print(f"forward conv, N images: {timed(conv, acts, w):.4f} s")
     return 0
 

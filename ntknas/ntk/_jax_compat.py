@@ -71,13 +71,20 @@ _CALL_PRIMITIVES = {
 }
 
 
-def call_body(eqn: Any) -> tuple[Any, list] | None:
+# The custom-derivative calls among them: inlining their body drops the custom rule.
+_CUSTOM_PRIMITIVES = frozenset({"custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr"})
+
+
+def call_body(eqn: Any, keep_custom: bool = False) -> tuple[Any, list] | None:
     """(jaxpr, consts) of a call-like eqn whose body can be inlined, else None.
 
     The body must take exactly the eqn's operands and return exactly its results (true for the
     primitives above in jax 0.10.x / 0.11.x; custom_vjp_call's ``num_consts`` operands are part of
-    call_jaxpr's invars).
+    call_jaxpr's invars). With ``keep_custom``, custom_jvp/custom_vjp calls are not inlined (None),
+    so their custom derivative rules survive when the eqn is bound again.
     """
+    if keep_custom and eqn.primitive.name in _CUSTOM_PRIMITIVES:
+        return None
     keys = _CALL_PRIMITIVES.get(eqn.primitive.name)
     if keys is None:
         return None
@@ -95,8 +102,20 @@ def call_body(eqn: Any) -> tuple[Any, list] | None:
 
 
 def bind(primitive: Any, invals: list, params: dict) -> list:
-    """Applies a primitive; always returns a list (``multiple_results``: 0.10.x / 0.11.x)."""
-    out = primitive.bind(*invals, **params)
+    """Applies a primitive as its eqn recorded it; always returns a list.
+
+    jax 0.10.x / 0.11.x: ``Primitive.get_bind_params`` turns an eqn's params into bind's keyword
+    arguments (the identity for plain primitives; custom_jvp_call's jaxprs become functions);
+    older releases returned ``(subfuns, params)``, with the subfuns passed first.
+    ``multiple_results`` says whether bind returns a list.
+    """
+    get = getattr(primitive, "get_bind_params", None)
+    bind_params = get(params) if get is not None else params
+    if isinstance(bind_params, tuple):  # jax < 0.5: (subfuns, params)
+        subfuns, bind_params = bind_params
+        out = primitive.bind(*subfuns, *invals, **bind_params)
+    else:
+        out = primitive.bind(*invals, **bind_params)
     return list(out) if primitive.multiple_results else [out]
 
 

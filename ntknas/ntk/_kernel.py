@@ -16,7 +16,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from . import _jacobian, _param_blocks, _vector_products, structured
+from . import _conv_patches, _jacobian, _param_blocks, _vector_products, structured
 from ._axes import OutputAxes
 from ._batching import Batching
 from ._blocks import Blocking
@@ -43,6 +43,12 @@ _IMPLS: dict[NtkMethod, Callable] = {
     NtkMethod.NTK_VECTOR_PRODUCTS: _vector_products.leaf_kernel,
     NtkMethod.STRUCTURED_DERIVATIVES: structured.leaf_kernel,
 }
+
+
+# Methods whose convolution kernel derivatives become patch contractions (see _conv_patches):
+# Jacobian contraction, 1.3-1.5x faster on the bench CNNs on CPU for 1.2-1.3x its temporaries.
+# NTK-vector products gained nothing measurable (1.00-1.04x) and keep JAX's rule.
+_PATCHED = frozenset({NtkMethod.JACOBIAN_CONTRACTION})
 
 
 def parse_method(method) -> NtkMethod:
@@ -214,6 +220,8 @@ def _compute(f, method: NtkMethod, options: Options, x1, x2, params, groups=None
     leaves1, tree = jax.tree.flatten(out1)
     leaves2 = jax.tree.leaves(out2)
     impl = _IMPLS[method]
+    if method in _PATCHED:
+        f = _conv_patches.patch_convs(f)
     # Half the budget for the blocks of basis vectors; the rest for what they share (residuals
     # of the linearization, factors, the kernel itself).
     blocking = Blocking(memory_budget(options) / 2, options.block_size)

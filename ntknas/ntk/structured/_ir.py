@@ -62,12 +62,16 @@ class Program:
     eqns: list[Eqn] = field(default_factory=list)
 
 
-def flatten(closed_jaxpr) -> Program:
-    """The flat program of a ClosedJaxpr, with every call-like sub-jaxpr inlined."""
+def flatten(closed_jaxpr, keep_custom: bool = False) -> Program:
+    """The flat program of a ClosedJaxpr, with every call-like sub-jaxpr inlined.
+
+    With ``keep_custom``, custom_jvp/custom_vjp calls stay single eqns (binding one again keeps its
+    custom derivative rule); otherwise their bodies are inlined too.
+    """
     jaxpr, consts = jc.closed_jaxpr_parts(closed_jaxpr)
     invars = [_new_var(v) for v in jaxpr.invars]
     eqns: list[Eqn] = []
-    outvars = _inline(jaxpr, consts, invars, eqns)
+    outvars = _inline(jaxpr, consts, invars, eqns, keep_custom)
     return Program(invars, outvars, eqns)
 
 
@@ -76,7 +80,7 @@ def _new_var(jvar) -> Var:
     return Var(aval.shape, aval.dtype)
 
 
-def _inline(jaxpr, consts, inputs: list, eqns: list[Eqn]) -> list:
+def _inline(jaxpr, consts, inputs: list, eqns: list[Eqn], keep_custom: bool = False) -> list:
     env: dict[Any, Any] = {}
     for v, c in zip(jaxpr.constvars, consts, strict=True):
         env[v] = Lit(c)
@@ -88,9 +92,9 @@ def _inline(jaxpr, consts, inputs: list, eqns: list[Eqn]) -> list:
 
     for eqn in jaxpr.eqns:
         ins = [read(a) for a in eqn.invars]
-        body = jc.call_body(eqn)
+        body = jc.call_body(eqn, keep_custom)
         if body is not None:
-            outs = _inline(body[0], body[1], ins, eqns)
+            outs = _inline(body[0], body[1], ins, eqns, keep_custom)
         else:
             outs = [_new_var(v) for v in eqn.outvars]
             eqns.append(Eqn(eqn.primitive, dict(eqn.params), ins, outs))
