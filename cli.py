@@ -491,6 +491,7 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--timeout", type=float, default=60.0, help="skip cases estimated slower than this (s)"
     )
+    p.add_argument("--match", default=None, help="only the cases whose name contains this")
 
 
 @command("bench", _bench_args)
@@ -498,7 +499,13 @@ def _bench(args) -> int:
     """Time every NTK method side by side (the engine's benchmark)."""
     from ntknas import bench
 
-    bench.main(quick=args.quick, out=args.out, repeats=args.repeats, timeout=args.timeout)
+    bench.main(
+        quick=args.quick,
+        out=args.out,
+        repeats=args.repeats,
+        timeout=args.timeout,
+        match=args.match,
+    )
     return 0
 
 

@@ -154,7 +154,19 @@ def measure(case: Case, method: str, repeats: int, timeout: float, mem_limit: fl
     return row
 
 
-def cases(quick: bool) -> list[Case]:
+def cases(quick: bool, match: str | None = None) -> list[Case]:
+    """The grid (``quick``: a one-minute subset); ``match``: only cases whose name contains it."""
+    found = _grid(quick)
+    if match is None:
+        return found
+    chosen = [c for c in found if match in c.name]
+    if not chosen:
+        names = ", ".join(c.name for c in found)
+        raise ValueError(f"no benchmark case matches {match!r}; the cases are: {names}")
+    return chosen
+
+
+def _grid(quick: bool) -> list[Case]:
     widths, outs = ((64, 256), (1, 16)) if quick else ((64, 256, 1024), (1, 16, 128))
     out = [fcn_case(w, o) for w in widths for o in outs]
     out += [cnn_case(o) for o in ((10,) if quick else (10, 100))]
@@ -165,9 +177,17 @@ def cases(quick: bool) -> list[Case]:
     return out
 
 
-def run(quick=False, repeats=3, timeout=60.0, mem_limit=8e9, methods=METHODS, progress=print):
+def run(
+    quick=False,
+    repeats=3,
+    timeout=60.0,
+    mem_limit=8e9,
+    methods=METHODS,
+    progress=print,
+    match=None,
+):
     rows = []
-    for case in cases(quick):
+    for case in cases(quick, match):
         choice = ntk.explain(case.f, case.x, None, case.params).method
         case_rows = []
         for method in methods:
@@ -242,9 +262,9 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(quick=False, out=None, repeats=3, timeout=60.0, mem_limit=8e9) -> list[dict]:
+def main(quick=False, out=None, repeats=3, timeout=60.0, mem_limit=8e9, match=None) -> list[dict]:
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} ({jax.default_backend()})")
-    rows = run(quick=quick, repeats=repeats, timeout=timeout, mem_limit=mem_limit)
+    rows = run(quick=quick, repeats=repeats, timeout=timeout, mem_limit=mem_limit, match=match)
     print()
     print(table(rows))
     bad = [r for r in rows if r["method"] == r["auto_pick"] and r["auto_slowdown"] > 1.2]

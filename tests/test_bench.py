@@ -4,12 +4,14 @@ import csv
 import importlib.util
 import pathlib
 
+import pytest
+
 from ntknas import bench
 
 
 def test_bench_measures_every_method_and_reports_ratios(monkeypatch, tmp_path):
     tiny = [bench.fcn_case(16, 4, n=2, depth=3), bench.cnn_case(3, n=2, width=4, depth=1, size=6)]
-    monkeypatch.setattr(bench, "cases", lambda quick: tiny)
+    monkeypatch.setattr(bench, "cases", lambda quick, match=None: tiny)
     rows = bench.main(quick=True, out=str(tmp_path / "b.csv"), repeats=2)
     assert {(r["case"], r["method"]) for r in rows} == {
         (c.name, m) for c in tiny for m in bench.METHODS
@@ -24,6 +26,14 @@ def test_bench_measures_every_method_and_reports_ratios(monkeypatch, tmp_path):
     assert all(c.name in text for c in tiny) and "SD/JC" in text
     with open(tmp_path / "b.csv") as fh:
         assert len(list(csv.DictReader(fh))) == len(rows)
+
+
+def test_bench_match_picks_cases_by_name():
+    chosen = bench.cases(True, "cnn")
+    assert chosen and all("cnn" in c.name for c in chosen)
+    assert len(chosen) < len(bench.cases(True))
+    with pytest.raises(ValueError, match="no benchmark case matches 'resnet'"):
+        bench.cases(True, "resnet")
 
 
 def test_bench_skips_cases_over_the_memory_limit():
