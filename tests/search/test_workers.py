@@ -108,9 +108,19 @@ def test_a_killed_worker_has_its_trial_retried_and_nothing_is_lost(storage_url):
         running = [t for t in trials if t.state.name == "RUNNING"]
         running = [t for t in running if _heartbeat.WORKER_ATTR in t.system_attrs and t.params]
         if running and sum(t.state.name == "COMPLETE" for t in trials) >= 1:
-            victim = running[0]
-            pid = int(victim.system_attrs[_heartbeat.WORKER_ATTR].rsplit(":", 1)[1])
+            candidate = running[0]
+            pid = int(candidate.system_attrs[_heartbeat.WORKER_ATTR].rsplit(":", 1)[1])
             assert pid not in (os.getpid(), parent.pid)
+            # Freeze the worker, then read its trial again: what the storage says now is what it
+            # says when the worker dies, so the trial killed is surely one in mid-run (without the
+            # freeze, a loaded machine could let it finish between the read and the kill).
+            os.kill(pid, signal.SIGSTOP)
+            trials = _storage.load_study(store, "kill").get_trials(deepcopy=False)
+            fresh = next(t for t in trials if t.number == candidate.number)
+            if fresh.state.name != "RUNNING":
+                os.kill(pid, signal.SIGCONT)  # it finished meanwhile: pick again
+                continue
+            victim = fresh
             os.kill(pid, signal.SIGKILL)
             before = _snapshot(t for t in trials if t.state.name == "COMPLETE")
     assert victim is not None, "no trial to kill"
