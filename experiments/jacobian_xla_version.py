@@ -11,7 +11,8 @@ gaps::
 It builds `reference_compare.py`'s CNN W=64, O=10 case (N=8) and times, compile excluded,
 median of 3: ``vmap(jacrev)`` over examples, that Jacobian contracted into the kernel, and the
 NTK-vector-product kernel as the reference builds it (per pair of examples, the Jacobian of the
-linear map v -> J1 J2^T v). It then times the convolutions inside that Jacobian one by one
+linear map v -> J1 J2^T v), with XLA's FLOP count of that form and, where ntknas is importable,
+of ntknas's NTK-vector products. It then times the convolutions inside that Jacobian one by one
 (64 -> 64 channels, 3x3, 32x32, N=8 examples, O=10 basis vectors):
 
 - the weight cotangent per example and basis vector, as ``vmap(vjp)`` makes it (JAX's transpose
@@ -47,6 +48,24 @@ def timed(fn, *args) -> float:
     return statistics.median(times)
 
 
+def _ntknas_runs() -> bool:
+    """Whether ntknas can run under this jax (pyproject: jax >= 0.10); the path insert above
+    makes it importable in the reference's environment too, whose jax 0.4.25 cannot run it."""
+    import jax
+
+    major, minor = (int(p) for p in jax.__version__.split(".")[:2])
+    return (major, minor) >= (0, 10)
+
+
+def gflop(fn, *args) -> float:
+    """XLA's FLOP count of the compiled ``fn``, in GFLOP."""
+    import jax
+
+    cost = jax.jit(fn).lower(*args).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost  # a list of one dict in jax 0.4.25
+    return cost["flops"] / 1e9
+
+
 def main() -> int:
     import jax
     import jax.numpy as jnp
@@ -78,7 +97,15 @@ def main() -> int:
     print(f"jax {jax.__version__}")
     print(f"vmap(jacrev) Jacobian: {timed(jac, x, params):.4f} s")
     print(f"Jacobian + contraction: {timed(kernel, x, params):.4f} s")
-    print(f"NTK-vector products (per pair, reference's form): {timed(ntk_vp, x, params):.4f} s")
+    print(
+        f"NTK-vector products (per pair, reference's form): {timed(ntk_vp, x, params):.4f} s, "
+        f"{gflop(ntk_vp, x, params):.1f} GFLOP"
+    )
+    if _ntknas_runs():  # ntknas's own NTK-vector products (not in the reference's env)
+        from ntknas import ntk
+
+        ours = ntk.ntk_fn(f, method="ntk_vector_products", vmap_axes=0)
+        print(f"ntknas NTK-vector products: {ours.flops(x, None, params) / 1e9:.1f} GFLOP")
 
     rng = np.random.default_rng(0)
     n, o, c = 8, 10, 64
