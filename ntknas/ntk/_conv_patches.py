@@ -107,12 +107,7 @@ def patch_convs(f: Callable) -> Callable:
         return f
 
     def g(params, x):
-        leaves, tree = jax.tree.flatten((params, x))
-        avals = [jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)) for a in leaves]
-        closed, out_shape = jax.make_jaxpr(
-            lambda *t: f(*jax.tree.unflatten(tree, list(t))), return_shape=True
-        )(*avals)
-        prog = _ir.flatten(closed, keep_custom=True)
+        leaves, prog, out_tree = _program(f, params, x)
         if not any(_eligible(e) for e in prog.eqns):
             return f(params, x)
         env = dict(zip(prog.invars, leaves, strict=True))
@@ -123,14 +118,21 @@ def patch_convs(f: Callable) -> Callable:
             else:
                 outs = _ir.bind(eqn, ins)
             env.update(zip(eqn.outvars, outs, strict=True))
-        outs = [_ir.read(env, a) for a in prog.outvars]
-        return jax.tree.unflatten(jax.tree.structure(out_shape), outs)
+        return jax.tree.unflatten(out_tree, [_ir.read(env, a) for a in prog.outvars])
 
     return g
 
 
+def _program(f: Callable, params, x):
+    """(leaves of (params, x), f's flat program with custom-derivative calls kept, output tree)."""
+    leaves, tree = jax.tree.flatten((params, x))
+    avals = [jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)) for a in leaves]
+    closed, out_shape = jax.make_jaxpr(
+        lambda *t: f(*jax.tree.unflatten(tree, list(t))), return_shape=True
+    )(*avals)
+    return leaves, _ir.flatten(closed, keep_custom=True), jax.tree.structure(out_shape)
+
+
 def count(f: Callable, params, x) -> int:
     """How many convolutions of ``f(params, x)`` :func:`patch_convs` rewrites (for tests)."""
-    leaves, tree = jax.tree.flatten((params, x))
-    closed = jax.make_jaxpr(lambda *t: f(*jax.tree.unflatten(tree, list(t))))(*leaves)
-    return sum(_eligible(e) for e in _ir.flatten(closed, keep_custom=True).eqns)
+    return sum(_eligible(e) for e in _program(f, params, x)[1].eqns)
