@@ -46,8 +46,9 @@ _IMPLS: dict[NtkMethod, Callable] = {
 
 
 # Methods whose convolution kernel derivatives become patch contractions (see _conv_patches):
-# Jacobian contraction, 1.3-1.5x faster on the bench CNNs on CPU for 1.2-1.3x its temporaries.
-# NTK-vector products gained nothing measurable (1.00-1.04x) and keep JAX's rule.
+# Jacobian contraction only. NTK-vector products spend their time in forward convolutions, which
+# the rewrite does not speed up, and would only carry the patches as extra residuals (README,
+# "Against the reference implementation", has the figures).
 _PATCHED = frozenset({NtkMethod.JACOBIAN_CONTRACTION})
 
 
