@@ -23,6 +23,7 @@ import os
 import statistics
 import subprocess
 import sys
+from collections import Counter
 
 FLAG = "--xla_cpu_experimental_ynn_fusion_type=dot"
 METHODS = ("jacobian_contraction", "ntk_vector_products", "structured_derivatives")
@@ -95,12 +96,13 @@ def main() -> None:
                 f"| {gb[False]:.3f} | {gb[True]:.3f} |",
                 flush=True,
             )
-    counts = {False: {}, True: {}}
+    counts = {False: Counter(), True: Counter()}
     for _ in range(a.runs):
         for flag in (False, True):
             for key, status in _child("safety", flag, a.repeats).items():
-                bad = counts[flag].setdefault(key, 0)
-                counts[flag][key] = bad + (status != "finite")
+                counts[flag][key] += status == "non-finite"
+                if status not in ("finite", "non-finite"):
+                    print(f"{key} {'with' if flag else 'without'} the flag: {status}")
     if a.runs:
         print(f"\nnon-finite kernels in {a.runs} processes each (method | cell: without, with):")
         for key in counts[False]:
