@@ -333,9 +333,9 @@ _NEEDS_ENTRIES = ("pntk_", "ntk_corr_cond")
 def operator_proxies(
     op: KernelOperator,
     n_params: int,
-    steps: int = 128,
+    steps: int = 256,
     probes: int = 16,
-    slq_steps: int = 16,
+    slq_steps: int = 8,
     seed: int = 0,
 ) -> tuple[dict[str, float], str]:
     """The proxies of :func:`ntknas.proxies.kernel_proxies` read from a kernel operator.
@@ -345,8 +345,10 @@ def operator_proxies(
     ``ntk_eig_max``, ``ntk_eff_rank`` (SLQ) and ``ntk_top_share``; the pseudo-NTK proxies and
     ``ntk_corr_cond`` are NaN. ``steps + probes + probes·slq_steps`` matvecs (400 by default).
     λmax converges in a few steps; λmin is the smallest Ritz value, an upper bound on the true
-    one that tightens slowly on ill-conditioned kernels (``experiments/matrix_free_accuracy.py``
-    measures the errors), so ``ntk_eig_min`` and ``ntk_cond`` are the least exact of these.
+    one that converges only once the Krylov space has resolved the spread of large eigenvalues
+    above it (an NTK with O outputs has many), so most of the matvecs go to the one Lanczos run:
+    it also deflates the trace's probes and gives the converged eigenpairs that SLQ takes exactly,
+    which lets SLQ run short (``experiments/matrix_free_accuracy.py`` measures the errors).
 
     Returns:
       ``(proxies, source)``: ``source`` names the estimators and what was left out.

@@ -15,7 +15,7 @@ BN_MODES = ("eval", "train")
 DEFAULT_BN = "train"
 DEFAULT_BATCH = 4
 # Kernel matrices with more rows than this (N·O) are read matrix-free by default: forming one
-# costs N·O Jacobian-vector products, the matrix-free spectrum about 300 (see operator_proxies).
+# costs N·O Jacobian-vector products, the matrix-free spectrum 400 (see operator_proxies).
 MATRIX_FREE_ABOVE = 1024
 
 
