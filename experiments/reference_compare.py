@@ -90,13 +90,15 @@ def kernel_fn(impl: str, f, method: str):
     return lambda x, p: fn(x, None, p)
 
 
-def worker(impl: str, case: str, repeats: int, mem_limit: float, out_dir: str) -> list[dict]:
-    """Every method of one case in this process: compile, peak, median time; kernels saved."""
+def worker(
+    impl: str, case: str, repeats: int, mem_limit: float, out_dir: str, methods=METHODS
+) -> list[dict]:
+    """The methods of one case in this process: compile, peak, median time; kernels saved."""
     import jax
 
     f, params, x = build(case)
     rows = []
-    for method in METHODS:
+    for method in methods:
         row = {"impl": impl, "case": case, "method": method}
         try:
             if impl == "ntknas" and method == "auto":
@@ -154,6 +156,7 @@ def driver(args) -> int:
             for impl in order:
                 cmd = [pythons[impl], __file__, "--worker", impl, "--case", case, "--out", out_dir]
                 cmd += ["--repeats", str(args.repeats), "--mem-limit-gb", str(args.mem_limit_gb)]
+                cmd += ["--methods", *args.methods]
                 proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
                 lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
                 if proc.returncode or not lines:
@@ -176,7 +179,7 @@ def table(rows: list[dict], out_dir: str) -> str:
         "|---|---|---|---|---|---|",
     ]
     for case in dict.fromkeys(r["case"] for r in rows):
-        for method in METHODS:
+        for method in dict.fromkeys(r["method"] for r in rows if r["case"] == case):
             cells, secs = [], {}
             for impl in ("nt", "ntknas"):
                 key = (case, method, impl)
@@ -207,6 +210,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reference-python", help="python of an environment with neural-tangents")
     ap.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
+    ap.add_argument("--methods", nargs="*", default=list(METHODS), choices=METHODS)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--mem-limit-gb", type=float, default=8.0)
@@ -215,7 +219,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        for row in worker(args.worker, args.case, args.repeats, args.mem_limit_gb * 1e9, args.out):
+        rows = worker(
+            args.worker, args.case, args.repeats, args.mem_limit_gb * 1e9, args.out, args.methods
+        )
+        for row in rows:
             print(json.dumps(row), flush=True)
         return 0
     if not args.reference_python:
