@@ -14,13 +14,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 _SMALL_MLP = (
     "import pytest\nfrom tests._small import shrink_mlp\nshrink_mlp(pytest.MonkeyPatch())\n"
 )
-# The cache keeps only compilations longer than MIN_COMPILE_SECONDS, so which ones a process
-# writes depends on the machine's load; the first case keeps every compilation instead, so that
-# what the second process finds (and writes) does not depend on timing.
-_EVERY_COMPILATION = (
-    "import jax\nfrom ntknas import scoring\nscoring.enable_compile_cache()\n"
-    "jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)\n"
-)
 _SCRIPT = """
 import json
 from ntknas import scoring
@@ -30,6 +23,13 @@ stats = scoring.cache_stats()
 print(json.dumps({"cond": s["ntk_cond"], "compile": s.compile_seconds, "hits": stats.hits,
                   "writes": stats.writes, "directory": stats.directory}))
 """
+# The cache keeps only compilations longer than MIN_COMPILE_SECONDS, so which ones a process
+# writes depends on the machine's load; the first case keeps every compilation instead, so that
+# what the second process finds (and writes) does not depend on timing.
+_EVERY_COMPILATION = (
+    "import jax\nfrom ntknas import scoring\nscoring.enable_compile_cache()\n"
+    "jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)\n"
+) + _SCRIPT
 
 
 def _run(cache: str, script: str = _SCRIPT) -> tuple[dict, str]:
@@ -48,11 +48,11 @@ def _run(cache: str, script: str = _SCRIPT) -> tuple[dict, str]:
 
 def test_a_second_process_scores_its_first_candidate_from_the_cache(tmp_path):
     cache = tmp_path / "jax"
-    first, _ = _run(str(cache), _EVERY_COMPILATION + _SCRIPT)
+    first, _ = _run(str(cache), _EVERY_COMPILATION)
     assert first["directory"] == str(cache)
     assert first["hits"] == 0 and first["writes"] >= 1
     assert any(cache.iterdir())
-    second, _ = _run(str(cache), _EVERY_COMPILATION + _SCRIPT)
+    second, _ = _run(str(cache), _EVERY_COMPILATION)
     assert second["hits"] >= 1  # the kernel (and what else the first wrote) was loaded
     assert second["writes"] < first["writes"]
     assert second["cond"] == first["cond"]
@@ -60,7 +60,7 @@ def test_a_second_process_scores_its_first_candidate_from_the_cache(tmp_path):
     for entry in cache.iterdir():
         if entry.is_file() and not entry.name.startswith("."):
             entry.write_bytes(b"not an executable")
-    third, _ = _run(str(cache), _EVERY_COMPILATION + _SCRIPT)
+    third, _ = _run(str(cache), _EVERY_COMPILATION)
     assert third["cond"] == first["cond"] and third["hits"] == 0
 
 
