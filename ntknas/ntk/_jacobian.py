@@ -34,18 +34,45 @@ def jacobian(f: Callable, params, x, batching: Batching, ndim_out: int):
 
 
 def contract(j1, j2, axes: OutputAxes):
-    """Σ over parameter leaves of the einsum of two Jacobian pytrees."""
-    lhs1, lhs2, out = axes.letters(reserved=10)
-    terms = []
+    """Σ over parameter leaves of <J1, J2>, one matrix product per leaf.
+
+    Each leaf is laid out as (diagonal axes, paired axes, traced axes + parameter axes) and
+    reshaped to at most three dimensions, so the contraction is one (batched) GEMM over a
+    contiguous trailing axis. With neither traced nor diagonal axes the layout is the Jacobian's
+    own and the reshape is free. An einsum over the unflattened axes made XLA's CPU backend copy
+    every Jacobian leaf into a parameter-major layout first (README.md, "Against the reference
+    implementation").
+    """
+    d = axes.ndim
+    diag = list(axes.diagonal)
+    paired = [i for i in range(d) if i not in axes.trace and i not in axes.diagonal]
+    order = diag + paired + list(axes.trace)
+    total = None
     for a, b in zip(jax.tree.leaves(j1), jax.tree.leaves(j2), strict=True):
-        p = a.ndim - axes.ndim
-        if p > 10:
-            a = a.reshape(a.shape[: axes.ndim] + (-1,))
-            b = b.reshape(b.shape[: axes.ndim] + (-1,))
-            p = 1
-        pl = "abcdefghij"[:p]
-        terms.append(jnp.einsum(f"{lhs1}{pl},{lhs2}{pl}->{out}", a, b))
-    return sum(terms[1:], terms[0])
+        s1, s2 = a.shape[:d], b.shape[:d]
+        n_diag = math.prod(s1[i] for i in diag)
+        r1, r2 = math.prod(s1[i] for i in paired), math.prod(s2[i] for i in paired)
+        c = math.prod(s1[i] for i in axes.trace) * math.prod(a.shape[d:])
+        perm = order + list(range(d, a.ndim))
+        a = jnp.transpose(a, perm).reshape(n_diag, r1, c)
+        b = jnp.transpose(b, perm).reshape(n_diag, r2, c)
+        if diag:
+            term = jax.lax.dot_general(a, b, (((2,), (2,)), ((0,), (0,))))
+        else:
+            term = jnp.matmul(a[0], b[0].T)[None]
+        total = term if total is None else total + term
+    s1, s2 = jax.tree.leaves(j1)[0].shape[:d], jax.tree.leaves(j2)[0].shape[:d]
+    k = total.reshape(
+        tuple(s1[i] for i in diag) + tuple(s1[i] for i in paired) + tuple(s2[i] for i in paired)
+    )
+    # (diag..., paired of x1..., paired of x2...) -> OutputAxes' layout: per axis in order,
+    # the diagonal axis alone or the paired axis of x1 then of x2.
+    pos = {}
+    for j, i in enumerate(diag):
+        pos[i] = (j,)
+    for j, i in enumerate(paired):
+        pos[i] = (len(diag) + j, len(diag) + len(paired) + j)
+    return jnp.transpose(k, [q for i in range(d) if i in pos for q in pos[i]])
 
 
 def leaf_kernel(
