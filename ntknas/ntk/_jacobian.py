@@ -34,35 +34,51 @@ def jacobian(f: Callable, params, x, batching: Batching, ndim_out: int):
 
 
 def contract(j1, j2, axes: OutputAxes):
-    """Σ over parameter leaves of <J1, J2>, one matrix product per leaf.
+    """Σ over parameter leaves of <J1, J2>.
 
-    Each leaf is laid out as (diagonal axes, paired axes, traced axes + parameter axes) and
-    reshaped to at most three dimensions, so the contraction is one (batched) GEMM over a
-    contiguous trailing axis. With neither traced nor diagonal axes the layout is the Jacobian's
-    own and the reshape is free. An einsum over the unflattened axes made XLA's CPU backend copy
-    every Jacobian leaf into a parameter-major layout first (README.md, "Against the reference
-    implementation").
+    A leaf with two parameter axes (a dense kernel) is laid out as (diagonal axes, paired axes,
+    traced axes + parameter axes), reshaped to at most three dimensions and contracted by one
+    (batched) GEMM over the contiguous trailing axis; with neither traced nor diagonal axes that
+    layout is the Jacobian's own and the reshape is free. Through an einsum over the unflattened
+    axes, XLA's CPU backend copied each such leaf into a parameter-major layout first. Other
+    leaves (biases, scales, attention's three-axis kernels, convolutions) keep the einsum: there
+    the reshape is the one that copies, and XLA's compiled peak rose instead (README.md, "Against
+    the reference implementation").
     """
     d = axes.ndim
+    lhs1, lhs2, out = axes.letters(reserved=10)
     diag = list(axes.diagonal)
     paired = [i for i in range(d) if i not in axes.trace and i not in axes.diagonal]
     order = diag + paired + list(axes.trace)
-    total = None
+    gemm, summed = None, None
     for a, b in zip(jax.tree.leaves(j1), jax.tree.leaves(j2), strict=True):
         s1, s2 = a.shape[:d], b.shape[:d]
-        n_diag = math.prod(s1[i] for i in diag)
-        r1, r2 = math.prod(s1[i] for i in paired), math.prod(s2[i] for i in paired)
-        c = math.prod(s1[i] for i in axes.trace) * math.prod(a.shape[d:])
-        perm = order + list(range(d, a.ndim))
-        a = jnp.transpose(a, perm).reshape(n_diag, r1, c)
-        b = jnp.transpose(b, perm).reshape(n_diag, r2, c)
-        if diag:
-            term = jax.lax.dot_general(a, b, (((2,), (2,)), ((0,), (0,))))
-        else:
-            term = jnp.matmul(a[0], b[0].T)[None]
-        total = term if total is None else total + term
-    s1, s2 = jax.tree.leaves(j1)[0].shape[:d], jax.tree.leaves(j2)[0].shape[:d]
-    k = total.reshape(
+        if a.ndim - d == 2:
+            n_diag = math.prod(s1[i] for i in diag)
+            r1, r2 = math.prod(s1[i] for i in paired), math.prod(s2[i] for i in paired)
+            c = math.prod(s1[i] for i in axes.trace) * math.prod(a.shape[d:])
+            perm = order + list(range(d, a.ndim))
+            a = jnp.transpose(a, perm).reshape(n_diag, r1, c)
+            b = jnp.transpose(b, perm).reshape(n_diag, r2, c)
+            if diag:
+                term = jax.lax.dot_general(a, b, (((2,), (2,)), ((0,), (0,))))
+            else:
+                term = jnp.matmul(a[0], b[0].T)[None]
+            gemm = term if gemm is None else gemm + term
+            shapes = (s1, s2)
+            continue
+        p = a.ndim - d
+        if p > 10:
+            a = a.reshape(s1 + (-1,))
+            b = b.reshape(s2 + (-1,))
+            p = 1
+        pl = "abcdefghij"[:p]
+        term = jnp.einsum(f"{lhs1}{pl},{lhs2}{pl}->{out}", a, b)
+        summed = term if summed is None else summed + term
+    if gemm is None:
+        return summed
+    s1, s2 = shapes
+    k = gemm.reshape(
         tuple(s1[i] for i in diag) + tuple(s1[i] for i in paired) + tuple(s2[i] for i in paired)
     )
     # (diag..., paired of x1..., paired of x2...) -> OutputAxes' layout: per axis in order,
@@ -72,7 +88,8 @@ def contract(j1, j2, axes: OutputAxes):
         pos[i] = (j,)
     for j, i in enumerate(paired):
         pos[i] = (len(diag) + j, len(diag) + len(paired) + j)
-    return jnp.transpose(k, [q for i in range(d) if i in pos for q in pos[i]])
+    k = jnp.transpose(k, [q for i in range(d) if i in pos for q in pos[i]])
+    return k if summed is None else summed + k
 
 
 def leaf_kernel(
