@@ -50,12 +50,12 @@ def contract(j1, j2, axes: OutputAxes):
     diag = list(axes.diagonal)
     paired = [i for i in range(d) if i not in axes.trace and i not in axes.diagonal]
     order = diag + paired + list(axes.trace)
+    s1, s2 = jax.tree.leaves(j1)[0].shape[:d], jax.tree.leaves(j2)[0].shape[:d]  # every leaf's
+    n_diag = math.prod(s1[i] for i in diag)
+    r1, r2 = math.prod(s1[i] for i in paired), math.prod(s2[i] for i in paired)
     gemm, summed = None, None
     for a, b in zip(jax.tree.leaves(j1), jax.tree.leaves(j2), strict=True):
-        s1, s2 = a.shape[:d], b.shape[:d]
         if a.ndim - d == 2:
-            n_diag = math.prod(s1[i] for i in diag)
-            r1, r2 = math.prod(s1[i] for i in paired), math.prod(s2[i] for i in paired)
             c = math.prod(s1[i] for i in axes.trace) * math.prod(a.shape[d:])
             perm = order + list(range(d, a.ndim))
             a = jnp.transpose(a, perm).reshape(n_diag, r1, c)
@@ -65,7 +65,6 @@ def contract(j1, j2, axes: OutputAxes):
             else:
                 term = jnp.matmul(a[0], b[0].T)[None]
             gemm = term if gemm is None else gemm + term
-            shapes = (s1, s2)
             continue
         p = a.ndim - d
         if p > 10:
@@ -77,18 +76,12 @@ def contract(j1, j2, axes: OutputAxes):
         summed = term if summed is None else summed + term
     if gemm is None:
         return summed
-    s1, s2 = shapes
     k = gemm.reshape(
         tuple(s1[i] for i in diag) + tuple(s1[i] for i in paired) + tuple(s2[i] for i in paired)
     )
-    # (diag..., paired of x1..., paired of x2...) -> OutputAxes' layout: per axis in order,
-    # the diagonal axis alone or the paired axis of x1 then of x2.
-    pos = {}
-    for j, i in enumerate(diag):
-        pos[i] = (j,)
-    for j, i in enumerate(paired):
-        pos[i] = (len(diag) + j, len(diag) + len(paired) + j)
-    k = jnp.transpose(k, [q for i in range(d) if i in pos for q in pos[i]])
+    # (diagonal, paired of x1, paired of x2) -> the einsum terms' layout, by the same letters
+    gemm_letters = "".join(lhs1[i] for i in diag + paired) + "".join(lhs2[i] for i in paired)
+    k = jnp.einsum(f"{gemm_letters}->{out}", k)
     return k if summed is None else summed + k
 
 
