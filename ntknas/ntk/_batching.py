@@ -60,6 +60,18 @@ class Batching:
             raise ValueError(f"inputs disagree on the batch size along vmap_axes: {sorted(sizes)}")
         return sizes.pop()
 
+    def take(self, x, start: int, stop: int | None):
+        """The examples ``start:stop`` of ``x`` (leaves without a batch axis are kept whole)."""
+        axes = _broadcast_prefix(self.in_axes, x)
+        leaves, tree = jax.tree.flatten(x)
+        return jax.tree.unflatten(
+            tree,
+            [
+                a if ax is None else jax.lax.slice_in_dim(a, start, stop, axis=ax)
+                for a, ax in zip(leaves, axes, strict=True)
+            ],
+        )
+
     def single(self, f: Callable, ndim_out: int) -> Callable:
         """``f`` on one example: ``g(params, x_n)`` where ``x_n`` lacks the batch axis."""
         in_axes, out_axis = self.in_axes, self.out_axis_for(ndim_out)
