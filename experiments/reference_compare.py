@@ -13,8 +13,10 @@ The reference needs its own environment (neural-tangents 0.6.5 pins an old jax),
     python experiments/reference_compare.py --reference-python /tmp/ntref/bin/python
 
 The cases are built from numpy's generator (the same parameters in both jax versions): the
-paper's Figure 1 FCN (ReLU, no bias, input size 3) and 3x3-conv CNNs on 32x32 inputs with global
-average pooling; N=8, float32, ``vmap_axes=0``, the full (N, N, O, O) kernel.
+paper's Figure 1 FCN (ReLU, no bias, input size 3), 3x3-conv CNNs on 32x32 inputs with global
+average pooling, and a small ViT (``bench_nets.vit_apply``: 4x4 patches of 32x32 images, width
+64, 4 heads, 2 blocks, 74K parameters); N=8, float32, ``vmap_axes=0``, the full (N, N, O, O)
+kernel.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ CASES = {
     "fcn W=1024 O=128": ("fcn", 1024, 128),
     "cnn W=32 O=10": ("cnn", 32, 10),
     "cnn W=64 O=10": ("cnn", 64, 10),
+    "vit D=64 O=10": ("vit", 64, 10),
 }
 
 
@@ -47,7 +50,7 @@ def build(case: str, n: int = 8):
     """``(f, params, x)`` of a case, from numpy's generator (seed 0)."""
     import jax.numpy as jnp
 
-    from ntknas.bench_nets import cnn_apply, fcn_apply  # jax only: runs in either environment
+    from ntknas.bench_nets import cnn_apply, fcn_apply, vit_apply  # jax only: either environment
 
     kind, width, o = CASES[case]
     rng = np.random.default_rng(0)
@@ -59,6 +62,8 @@ def build(case: str, n: int = 8):
         ]
         x = jnp.asarray(rng.standard_normal((n, 3)), jnp.float32)
         return fcn_apply, params, x
+    if kind == "vit":
+        return vit_apply, _vit_params(rng, width, o), _images(rng, n)
     chans = [3, width, width, width]
     params = {
         "convs": [
@@ -67,8 +72,46 @@ def build(case: str, n: int = 8):
         ],
         "head": jnp.asarray(rng.standard_normal((width, o)) / np.sqrt(width), jnp.float32),
     }
-    x = jnp.asarray(rng.standard_normal((n, 32, 32, 3)), jnp.float32)
-    return cnn_apply, params, x
+    return cnn_apply, params, _images(rng, n)
+
+
+def _images(rng, n: int):
+    import jax.numpy as jnp
+
+    return jnp.asarray(rng.standard_normal((n, 32, 32, 3)), jnp.float32)
+
+
+def _vit_params(rng, d: int, o: int, depth: int = 2, heads: int = 4, mlp: int = 2):
+    """Parameters of ``bench_nets.vit_apply`` on 32x32x3 images (4x4 patches: 65 tokens)."""
+    import jax.numpy as jnp
+
+    def normal(*shape, fan_in=None):
+        scale = 1 / np.sqrt(shape[0] if fan_in is None else fan_in)
+        return jnp.asarray(rng.standard_normal(shape) * scale, jnp.float32)
+
+    def norm():  # scale and bias away from 1 and 0, so that no term vanishes
+        return 1 + 0.1 * normal(d, fan_in=1), 0.1 * normal(d, fan_in=1)
+
+    def block():
+        return {
+            "norm1": norm(),
+            "qkv": normal(d, 3, heads, d // heads),
+            "out": normal(heads, d // heads, d, fan_in=d),
+            "norm2": norm(),
+            "fc1": normal(d, mlp * d),
+            "b1": 0.1 * normal(mlp * d, fan_in=1),
+            "fc2": normal(mlp * d, d),
+            "b2": 0.1 * normal(d, fan_in=1),
+        }
+
+    return {
+        "embed": normal(48, d),
+        "cls": normal(1, 1, d, fan_in=1),
+        "pos": normal(1, 65, d, fan_in=d),
+        "blocks": [block() for _ in range(depth)],
+        "norm": norm(),
+        "head": normal(d, o),
+    }
 
 
 def kernel_fn(impl: str, f, method: str):
