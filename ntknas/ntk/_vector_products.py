@@ -73,9 +73,11 @@ def leaf_kernel(
     g = batching.single(f, d)
     n = batching.batch_size(x1)
 
+    # Every example of x1 may be in flight at once (vmap, and the groups of _symmetric).
+    one = blocking.per_example(n)
+
     def row_block(x1part, x2part):
         """(examples of x1part, s1 without batch..., s2 of x2part...)."""
-        one = blocking.per_example(batching.batch_size(x1part))
         return jax.vmap(lambda x1n: rows(g, x1n, x2part, one), in_axes=(batching.in_axes,))(x1part)
 
     groups = ()
