@@ -17,6 +17,7 @@ import numpy as np
 
 from . import _auto, _compiled, _jax_compat
 from ._batching import Batching
+from ._cost import xla_cost
 from ._kernel import NtkMethod, Options, cache_key, check_arrays, compute, parse_method
 
 # Shape annotations (jaxtyping-style strings; jaxtyping itself is not a dependency).
@@ -130,12 +131,12 @@ class KernelFn:
         check_arrays(x1, "x1")
         key = self._key(x1, x2, params)
         if key is not None and self._blocks.get(key) == _compiled.UNBLOCKED:
-            cost = _auto.xla_cost(self._executables[key])
+            cost = xla_cost(self._executables[key])
             if cost is not None:
                 return cost[0]
         m, options, _ = self._resolved(x1, x2, params)
         options = dataclasses.replace(options, block_size=_compiled.UNBLOCKED)
-        cost = _auto.xla_cost(_compiled.lower(self._compute_fn(m, options), x1, x2, params))
+        cost = xla_cost(_compiled.lower(self._compute_fn(m, options), x1, x2, params))
         return float("nan") if cost is None else cost[0]
 
     def _run_auto(self, exe, x1, x2, params):

@@ -37,6 +37,7 @@ import numpy as np
 from ._batching import Batching
 from ._compiled import UNBLOCKED, first_block, fit_kernel, lower
 from ._compiled import peak_bytes as peak_bytes  # where ntknas.bench reads it
+from ._cost import xla_cost
 from ._kernel import NtkMethod, Options, check_arrays, compute, memory_budget, output_shapes
 
 # Rough throughput per backend: (FLOP/s, bytes/s). Only their ratio matters for the choice.
@@ -101,16 +102,6 @@ _EFFICIENCY = {"structured_derivatives": 1.15}
 def _seconds(flops: float, nbytes: float, method: str | None = None) -> float:
     peak, bw = _THROUGHPUT.get(jax.default_backend(), _THROUGHPUT["cpu"])
     return (flops / peak + nbytes / bw) / _EFFICIENCY.get(method, 1.0)
-
-
-def xla_cost(lowered) -> tuple[float, float] | None:
-    """(FLOPs, bytes accessed) from XLA's cost analysis of a ``jax.stages.Lowered``, or None."""
-    cost = lowered.cost_analysis()
-    if isinstance(cost, (list, tuple)):
-        cost = cost[0] if cost else None
-    if not cost or "flops" not in cost:
-        return None
-    return float(cost["flops"]), float(cost.get("bytes accessed", 0.0))
 
 
 def model_cost(

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from ._axes import OutputAxes
 from ._batching import Batching
 from ._blocks import Blocking, basis_map, nbytes
+from ._cost import xla_cost
 from ._dtypes import PRECISIONS, matmul_precision, promote_half
 
 # Memory one basis vector holds, in copies of (parameters + f's output on x2): its parameter
@@ -101,9 +102,8 @@ def _group_count(g, params, x, batching: Batching, n: int) -> int:
         lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), (params, batching.take(x, 0, 1))
     )
     traced = jax.jit(lambda p, xs: jax.vmap(g, in_axes=(None, batching.in_axes))(p, xs)).trace(*one)
-    cost = traced.lower().cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) and cost else cost
-    fp = float(cost.get("flops", 0.0)) if cost else 0.0
+    cost = xla_cost(traced.lower())
+    fp = cost[0] if cost else 0.0
     o = math.prod(traced.out_info.shape)
     return group_count(n, o, fp, len(traced.jaxpr.eqns), jax.default_backend())
 
